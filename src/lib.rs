@@ -1,0 +1,18 @@
+//! # cxr-triage
+//!
+//! AI triage of chest radiographs. DICOM comes in (from PACS auto-forwarding,
+//! gRPC clients or campaign folders), the pixels are decoded and normalised,
+//! ONNX models score tuberculosis and malignant-nodule findings, and a
+//! prioritised reading worklist with heatmaps comes out.
+//!
+//! This crate is the library behind the `cxr-triage` binary. One module per
+//! pipeline stage:
+//!
+//! - [`dicom`]: parse, validate and decode a DICOM object into a
+//!   [`dicom::Radiograph`], or say with a typed reason why it cannot be read.
+//! - [`synth`]: synthetic chest radiographs with known findings, for model
+//!   training, tests and load tests. Not clinical data.
+#![warn(missing_docs)]
+
+pub mod dicom;
+pub mod synth;
