@@ -8,11 +8,13 @@
 //! This crate is the library behind the `cxr-triage` binary. One module per
 //! pipeline stage:
 //!
+//! - [`cli`]: the `cxr-triage` subcommands.
 //! - [`dicom`]: parse, validate and decode a DICOM object into a
 //!   [`dicom::Radiograph`], or say with a typed reason why it cannot be read.
 //! - [`synth`]: synthetic chest radiographs with known findings, for model
 //!   training, tests and load tests. Not clinical data.
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod dicom;
 pub mod synth;

@@ -1,0 +1,54 @@
+//! Command-line interface: one subcommand per job, each a thin wrapper over
+//! the library stage that does the work.
+
+mod inspect;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use inspect::InspectArgs;
+
+/// AI triage of chest radiographs (tuberculosis, malignant lung nodules).
+#[derive(Debug, Parser)]
+#[command(name = "cxr-triage", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `cxr_triage=debug`.
+    /// Logs go to stderr and never carry patient identifiers.
+    #[arg(long, global = true, env = "CXR_LOG")]
+    pub log: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Decode DICOM files and report their metadata, the gate's verdict and a
+    /// hash of the stored pixels (one line per file; JSON Lines with --json).
+    Inspect(InspectArgs),
+    /// Generate synthetic chest radiographs (DICOM) with known findings, for
+    /// training, tests and load tests. Not patient data.
+    Synth(crate::synth::SynthArgs),
+}
+
+impl Command {
+    /// Runs the subcommand; the exit code says whether every input succeeded.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Inspect(args) => inspect::run(&args),
+            Command::Synth(args) => crate::synth::run(&args).map(|()| ExitCode::SUCCESS),
+        }
+    }
+}
+
+/// Sets up `tracing` to stderr with the given filter (default `warn`).
+pub fn init_logging(filter: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("warn"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,472 @@
+//! Bytes → parsed DICOM object, with every allocation bounded by the input.
+//!
+//! `dicom-object` trusts the value lengths it reads: an element that claims
+//! 4 GiB in a 200-byte file makes it zero-fill 4 GiB before the read fails.
+//! So before handing bytes to it we walk the element headers once
+//! ([`check_lengths`]) and reject any length that runs past the end of its
+//! container. Deflated data sets are inflated here, with a cap, for the same
+//! reason (a 10 MB deflate stream can expand to gigabytes).
+
+use std::borrow::Cow;
+use std::io::Read;
+
+use dicom_dictionary_std::uids;
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_object::{DefaultDicomObject, FileMetaTable, InMemDicomObject};
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+use super::IngestError;
+
+/// Where the `DICM` magic is, which tells whether a preamble is present.
+const PREAMBLE_LEN: usize = 128;
+const MAGIC: &[u8; 4] = b"DICM";
+/// Sequences nested deeper than this are rejected as malformed (no real CXR nests past 5).
+const MAX_NESTING: u32 = 32;
+
+/// A parsed object and the transfer syntax its data set was encoded in.
+pub(crate) struct ParsedObject {
+    pub object: DefaultDicomObject,
+    /// The transfer syntax UID as stated in the file meta group.
+    pub transfer_syntax: String,
+}
+
+/// Parses a DICOM Part 10 object held in memory, with or without preamble.
+pub(crate) fn parse(bytes: &[u8], max_inflated: u64) -> Result<ParsedObject, IngestError> {
+    let from_magic = strip_preamble(bytes)?;
+    check_lengths(
+        &from_magic[MAGIC.len()..],
+        Encoding::EXPLICIT_LE,
+        Some(0x0002),
+    )
+    .map_err(|e| e.into_ingest("file meta group"))?;
+
+    let mut reader = from_magic;
+    let meta = FileMetaTable::from_reader(&mut reader).map_err(|e| meta_error(&e))?;
+    let ts_uid = meta.transfer_syntax().to_string();
+    let ts = TransferSyntaxRegistry.get(&ts_uid).ok_or_else(|| {
+        IngestError::UnsupportedTransferSyntax {
+            uid: ts_uid.clone(),
+            name: "not a known transfer syntax".into(),
+        }
+    })?;
+
+    // `reader` now points at the first byte of the data set.
+    let (dataset, read_ts) = if ts_uid == uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN {
+        let inflated = inflate_capped(reader, max_inflated)?;
+        let explicit = TransferSyntaxRegistry
+            .get(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+            .ok_or_else(|| IngestError::UnsupportedTransferSyntax {
+                uid: uids::EXPLICIT_VR_LITTLE_ENDIAN.into(),
+                name: "Explicit VR Little Endian missing from the registry".into(),
+            })?;
+        (Cow::Owned(inflated), explicit)
+    } else {
+        (Cow::Borrowed(reader), ts)
+    };
+
+    // Implicit VR Little Endian is the only implicit transfer syntax.
+    let encoding = Encoding {
+        explicit_vr: read_ts.uid() != uids::IMPLICIT_VR_LITTLE_ENDIAN,
+        big_endian: read_ts.endianness() == dicom_encoding::transfer_syntax::Endianness::Big,
+    };
+    check_lengths(&dataset, encoding, None).map_err(|e| e.into_ingest("data set"))?;
+
+    let object = InMemDicomObject::read_dataset_with_ts(&dataset[..], read_ts)
+        .map_err(|e| dataset_error(&e))?;
+    Ok(ParsedObject {
+        object: object.with_exact_meta(meta),
+        transfer_syntax: ts_uid,
+    })
+}
+
+/// Returns the bytes from the `DICM` magic on.
+fn strip_preamble(bytes: &[u8]) -> Result<&[u8], IngestError> {
+    if bytes.get(PREAMBLE_LEN..PREAMBLE_LEN + 4) == Some(MAGIC) {
+        return Ok(&bytes[PREAMBLE_LEN..]);
+    }
+    if bytes.get(..4) == Some(MAGIC) {
+        return Ok(bytes);
+    }
+    let detail = if bytes.len() < PREAMBLE_LEN + 4 && bytes.len() >= 4 {
+        format!(
+            "{} bytes, too short for a preamble and no DICM magic at offset 0",
+            bytes.len()
+        )
+    } else if bytes.len() < 4 {
+        format!("only {} bytes", bytes.len())
+    } else {
+        "no DICM magic at offset 0 or 128 (raw data sets without a file meta group are not accepted)"
+            .to_string()
+    };
+    Err(IngestError::NotDicom { detail })
+}
+
+fn inflate_capped(deflated: &[u8], max: u64) -> Result<Vec<u8>, IngestError> {
+    let mut out = Vec::new();
+    let mut decoder = flate2::read::DeflateDecoder::new(deflated).take(max.saturating_add(1));
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|e| IngestError::Malformed {
+            detail: format!("deflated data set does not inflate: {e}"),
+        })?;
+    if out.len() as u64 > max {
+        return Err(IngestError::InputTooLarge {
+            size: out.len() as u64,
+            max,
+        });
+    }
+    Ok(out)
+}
+
+fn meta_error(e: &dicom_object::meta::Error) -> IngestError {
+    let text = e.to_string();
+    if is_eof(&text) {
+        IngestError::Truncated {
+            detail: format!("in the file meta group: {text}"),
+        }
+    } else {
+        IngestError::Malformed {
+            detail: format!("file meta group: {text}"),
+        }
+    }
+}
+
+fn dataset_error(e: &dicom_object::ReadError) -> IngestError {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    if is_eof(&text) {
+        IngestError::Truncated { detail: text }
+    } else {
+        IngestError::Malformed { detail: text }
+    }
+}
+
+fn is_eof(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    lower.contains("eof") || lower.contains("end of file") || lower.contains("fill whole buffer")
+}
+
+/// How the element headers of a data set are encoded.
+#[derive(Debug, Clone, Copy)]
+struct Encoding {
+    explicit_vr: bool,
+    big_endian: bool,
+}
+
+impl Encoding {
+    const EXPLICIT_LE: Encoding = Encoding {
+        explicit_vr: true,
+        big_endian: false,
+    };
+    const IMPLICIT_LE: Encoding = Encoding {
+        explicit_vr: false,
+        big_endian: false,
+    };
+}
+
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+const ITEM: (u16, u16) = (0xFFFE, 0xE000);
+const ITEM_END: (u16, u16) = (0xFFFE, 0xE00D);
+const SEQUENCE_END: (u16, u16) = (0xFFFE, 0xE0DD);
+const PIXEL_DATA: (u16, u16) = (0x7FE0, 0x0010);
+
+/// A structural fault found by [`check_lengths`], with its byte offset.
+#[derive(Debug)]
+struct LengthFault {
+    offset: usize,
+    what: String,
+    truncated: bool,
+}
+
+impl LengthFault {
+    fn into_ingest(self, part: &str) -> IngestError {
+        let detail = format!("{part}, byte {}: {}", self.offset, self.what);
+        if self.truncated {
+            IngestError::Truncated { detail }
+        } else {
+            IngestError::Malformed { detail }
+        }
+    }
+}
+
+/// Walks element headers and checks that every defined length fits in its
+/// container, recursing into sequence items. `only_group` stops the walk at
+/// the first element outside that group (used for the file meta group).
+fn check_lengths(buf: &[u8], enc: Encoding, only_group: Option<u16>) -> Result<(), LengthFault> {
+    let mut walker = Walker { buf, pos: 0 };
+    walker.elements(buf.len(), enc, only_group, 0, false)
+}
+
+struct Walker<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Walker<'_> {
+    fn fault(&self, what: impl Into<String>, truncated: bool) -> LengthFault {
+        LengthFault {
+            offset: self.pos,
+            what: what.into(),
+            truncated,
+        }
+    }
+
+    fn take<const N: usize>(&mut self, end: usize) -> Result<[u8; N], LengthFault> {
+        let stop = self.pos + N;
+        if stop > end {
+            return Err(self.fault("element header runs past the end", end == self.buf.len()));
+        }
+        let mut out = [0u8; N];
+        out.copy_from_slice(&self.buf[self.pos..stop]);
+        self.pos = stop;
+        Ok(out)
+    }
+
+    fn u16(&mut self, end: usize, big: bool) -> Result<u16, LengthFault> {
+        let b = self.take::<2>(end)?;
+        Ok(if big {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
+    }
+
+    fn u32(&mut self, end: usize, big: bool) -> Result<u32, LengthFault> {
+        let b = self.take::<4>(end)?;
+        Ok(if big {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    }
+
+    fn skip(&mut self, len: u32, end: usize, what: &str) -> Result<(), LengthFault> {
+        let stop = self.pos.checked_add(len as usize).filter(|s| *s <= end);
+        match stop {
+            Some(stop) => {
+                self.pos = stop;
+                Ok(())
+            }
+            None => Err(self.fault(
+                format!(
+                    "{what} claims {len} bytes but only {} remain",
+                    end - self.pos
+                ),
+                end == self.buf.len(),
+            )),
+        }
+    }
+
+    /// Elements until `end`, or until an item delimiter when `in_undefined_item`.
+    fn elements(
+        &mut self,
+        end: usize,
+        enc: Encoding,
+        only_group: Option<u16>,
+        depth: u32,
+        in_undefined_item: bool,
+    ) -> Result<(), LengthFault> {
+        if depth > MAX_NESTING {
+            return Err(self.fault("sequences nested too deeply", false));
+        }
+        while self.pos < end {
+            if let Some(group) = only_group {
+                if self.pos + 2 <= end {
+                    let g = u16::from_le_bytes([self.buf[self.pos], self.buf[self.pos + 1]]);
+                    if g != group {
+                        return Ok(());
+                    }
+                }
+            }
+            let group = self.u16(end, enc.big_endian)?;
+            let element = self.u16(end, enc.big_endian)?;
+            if group == 0xFFFE {
+                let len = self.u32(end, enc.big_endian)?;
+                if (group, element) == ITEM_END && in_undefined_item {
+                    return Ok(());
+                }
+                // Stray delimiters at data set level are tolerated by readers; skip them.
+                self.skip(if len == UNDEFINED { 0 } else { len }, end, "delimiter")?;
+                continue;
+            }
+            let (vr, len) = self.header_rest(end, enc)?;
+            if len == UNDEFINED {
+                let nested = if vr == *b"UN" {
+                    Encoding::IMPLICIT_LE
+                } else {
+                    enc
+                };
+                let fragments = (group, element) == PIXEL_DATA;
+                self.items(end, nested, depth + 1, fragments)?;
+            } else if vr == *b"SQ" {
+                let stop = self.pos.checked_add(len as usize).filter(|s| *s <= end);
+                let Some(stop) = stop else {
+                    return Err(self.fault(
+                        format!("sequence claims {len} bytes past its container"),
+                        end == self.buf.len(),
+                    ));
+                };
+                self.items(stop, enc, depth + 1, false)?;
+                self.pos = stop;
+            } else {
+                self.skip(len, end, "element value")?;
+            }
+        }
+        if in_undefined_item {
+            return Err(self.fault("item without its delimiter", end == self.buf.len()));
+        }
+        Ok(())
+    }
+
+    fn header_rest(&mut self, end: usize, enc: Encoding) -> Result<([u8; 2], u32), LengthFault> {
+        if !enc.explicit_vr {
+            let len = self.u32(end, enc.big_endian)?;
+            // Implicit VR: an undefined length can only be a sequence.
+            return Ok((if len == UNDEFINED { *b"SQ" } else { *b"--" }, len));
+        }
+        let vr = self.take::<2>(end)?;
+        let long = matches!(
+            &vr,
+            b"OB"
+                | b"OD"
+                | b"OF"
+                | b"OL"
+                | b"OV"
+                | b"OW"
+                | b"SQ"
+                | b"UC"
+                | b"UR"
+                | b"UT"
+                | b"UN"
+                | b"SV"
+                | b"UV"
+        );
+        let len = if long {
+            self.take::<2>(end)?;
+            self.u32(end, enc.big_endian)?
+        } else {
+            u32::from(self.u16(end, enc.big_endian)?)
+        };
+        Ok((vr, len))
+    }
+
+    /// Items of a sequence until `end` or a sequence delimiter. Items of a
+    /// sequence are data sets and are walked; `fragments` (encapsulated pixel
+    /// data) are opaque and must merely fit.
+    fn items(
+        &mut self,
+        end: usize,
+        enc: Encoding,
+        depth: u32,
+        fragments: bool,
+    ) -> Result<(), LengthFault> {
+        while self.pos < end {
+            let group = self.u16(end, enc.big_endian)?;
+            let element = self.u16(end, enc.big_endian)?;
+            let len = self.u32(end, enc.big_endian)?;
+            match (group, element) {
+                SEQUENCE_END => return Ok(()),
+                ITEM if len == UNDEFINED && !fragments => {
+                    self.elements(end, enc, None, depth, true)?
+                }
+                ITEM if len == UNDEFINED => {
+                    return Err(self.fault("pixel data fragment of undefined length", false))
+                }
+                ITEM => {
+                    let stop = self.pos.checked_add(len as usize).filter(|s| *s <= end);
+                    let Some(stop) = stop else {
+                        return Err(self.fault(
+                            format!("item claims {len} bytes but only {} remain", end - self.pos),
+                            end == self.buf.len(),
+                        ));
+                    };
+                    if !fragments {
+                        self.elements(stop, enc, None, depth, false)?;
+                    }
+                    self.pos = stop;
+                }
+                _ => {
+                    return Err(self.fault(
+                        format!("expected an item tag, found ({group:04X},{element:04X})"),
+                        false,
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn explicit_element(tag: (u16, u16), vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&tag.0.to_le_bytes());
+        out.extend_from_slice(&tag.1.to_le_bytes());
+        out.extend_from_slice(vr);
+        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        out.extend_from_slice(value);
+        out
+    }
+
+    #[test]
+    fn a_length_past_the_end_is_a_truncation() {
+        let mut buf = explicit_element((0x0010, 0x0010), b"PN", b"DOE^JOHN");
+        // OB with a 4 GiB length and nothing behind it.
+        buf.extend_from_slice(&[
+            0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xF0, 0xFF, 0xFF, 0xFF,
+        ]);
+        let fault = check_lengths(&buf, Encoding::EXPLICIT_LE, None).unwrap_err();
+        assert!(fault.truncated, "{fault:?}");
+        assert!(fault.what.contains("4294967280"), "{fault:?}");
+    }
+
+    #[test]
+    fn a_length_past_its_item_is_malformed_even_when_the_file_is_long() {
+        // SQ of defined length 20 holding one item of 12 whose element claims 1000.
+        let inner = explicit_element((0x0008, 0x0100), b"SH", b"ABCD");
+        let mut inner_bad = inner.clone();
+        inner_bad[6] = 0xE8; // length 1000 (0x03E8)
+        inner_bad[7] = 0x03;
+        let mut item = Vec::new();
+        item.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
+        item.extend_from_slice(&(inner_bad.len() as u32).to_le_bytes());
+        item.extend_from_slice(&inner_bad);
+        let mut buf = Vec::new();
+        buf.extend_from_slice(&[0x08, 0x00, 0x15, 0x92, b'S', b'Q', 0, 0]);
+        buf.extend_from_slice(&(item.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&item);
+        buf.extend(std::iter::repeat_n(0u8, 2000));
+        let fault = check_lengths(&buf, Encoding::EXPLICIT_LE, None).unwrap_err();
+        assert!(!fault.truncated, "{fault:?}");
+        assert!(fault.what.contains("1000"), "{fault:?}");
+    }
+
+    #[test]
+    fn well_formed_elements_pass() {
+        let mut buf = explicit_element((0x0008, 0x0060), b"CS", b"CR");
+        buf.extend(explicit_element((0x0018, 0x5101), b"CS", b"PA"));
+        assert!(check_lengths(&buf, Encoding::EXPLICIT_LE, None).is_ok());
+    }
+
+    #[test]
+    fn no_magic_is_not_dicom() {
+        let err = strip_preamble(b"\x89PNG\r\n\x1a\n and so on").unwrap_err();
+        assert!(matches!(err, IngestError::NotDicom { .. }), "{err}");
+    }
+
+    #[test]
+    fn magic_with_and_without_preamble_is_found() {
+        let mut with = vec![0u8; 128];
+        with.extend_from_slice(b"DICMrest");
+        assert_eq!(strip_preamble(&with).unwrap(), b"DICMrest");
+        assert_eq!(strip_preamble(b"DICMrest").unwrap(), b"DICMrest");
+    }
+}

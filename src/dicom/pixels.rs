@@ -1,0 +1,611 @@
+//! Image Pixel module → frame 1's stored values, for every transfer syntax.
+//!
+//! The output is [`StoredFrame`]: the values exactly as stored (before any
+//! LUT), masked to Bits Stored and sign-extended when Pixel Representation
+//! says signed. Everything that sizes a buffer is checked against
+//! [`IngestLimits`] first, including the dimensions written inside a
+//! compressed codestream, which a decoder would otherwise trust.
+
+use dicom_core::value::Value;
+use dicom_core::PrimitiveValue;
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::DefaultDicomObject;
+use dicom_pixeldata::PixelDecoder;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::meta::{numbers, text};
+use super::{jpeg12, IngestError, IngestLimits};
+
+/// The Image Pixel module attributes, validated.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PixelModule {
+    /// Rows (0028,0010).
+    pub rows: u32,
+    /// Columns (0028,0011).
+    pub columns: u32,
+    /// Samples per Pixel (0028,0002); always 1 once validated.
+    pub samples_per_pixel: u16,
+    /// Photometric Interpretation (0028,0004): `MONOCHROME1` or `MONOCHROME2`.
+    pub photometric: String,
+    /// Bits Allocated (0028,0100): 8 or 16.
+    pub bits_allocated: u16,
+    /// Bits Stored (0028,0101).
+    pub bits_stored: u16,
+    /// High Bit (0028,0102).
+    pub high_bit: u16,
+    /// Pixel Representation (0028,0103) is 1: two's complement.
+    pub signed: bool,
+    /// Number of Frames (0028,0008); 1 when absent. Only frame 1 is decoded.
+    pub frames: u32,
+}
+
+impl PixelModule {
+    /// `MONOCHROME1`: the minimum stored value is white.
+    pub fn is_inverted(&self) -> bool {
+        self.photometric == "MONOCHROME1"
+    }
+}
+
+/// Frame 1 as stored: `values[row * columns + column]`, each value widened to
+/// 16 bits (`i16` bit patterns when [`StoredFrame::signed`]).
+#[derive(Clone, PartialEq)]
+pub struct StoredFrame {
+    /// Rows.
+    pub rows: u32,
+    /// Columns.
+    pub columns: u32,
+    /// Values are two's complement.
+    pub signed: bool,
+    /// Bits Stored: the values lie in its range.
+    pub bits_stored: u16,
+    /// Row-major stored values.
+    pub values: Vec<u16>,
+}
+
+impl std::fmt::Debug for StoredFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "StoredFrame {{ {}x{}, {} {} bits }}",
+            self.columns,
+            self.rows,
+            if self.signed { "signed" } else { "unsigned" },
+            self.bits_stored
+        )
+    }
+}
+
+impl StoredFrame {
+    /// The stored value at a row-major index, as a signed integer.
+    pub fn value(&self, index: usize) -> i32 {
+        let raw = self.values[index];
+        if self.signed {
+            i32::from(raw as i16)
+        } else {
+            i32::from(raw)
+        }
+    }
+
+    /// SHA-256 of the values as 16-bit little-endian, row-major, lower-case hex.
+    /// Two files whose stored pixels agree have the same hash, whatever their
+    /// transfer syntax.
+    pub fn sha256_hex(&self) -> String {
+        let mut hasher = Sha256::new();
+        for chunk in self.values.chunks(4096) {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
+            hasher.update(&bytes);
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// Reads and validates the Image Pixel module; fails before any pixel buffer
+/// is allocated if the image is not greyscale or over the limits.
+pub(crate) fn pixel_module(
+    obj: &DefaultDicomObject,
+    limits: &IngestLimits,
+) -> Result<PixelModule, IngestError> {
+    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+        return Err(IngestError::MissingPixelData);
+    }
+    let rows = required_u32(obj, tags::ROWS, "Rows", "(0028,0010)")?;
+    let columns = required_u32(obj, tags::COLUMNS, "Columns", "(0028,0011)")?;
+    if rows == 0 || columns == 0 {
+        return Err(IngestError::InvalidAttribute {
+            name: "Rows/Columns",
+            value: format!("{rows} x {columns}"),
+            why: "an image needs at least one row and one column",
+        });
+    }
+    let pixels = u64::from(rows) * u64::from(columns);
+    if rows > limits.max_side || columns > limits.max_side || pixels > limits.max_pixels {
+        return Err(IngestError::ImageTooLarge {
+            rows,
+            columns,
+            max_side: limits.max_side,
+            max_pixels: limits.max_pixels,
+        });
+    }
+    let samples_per_pixel = optional_u32(obj, tags::SAMPLES_PER_PIXEL)?.unwrap_or(1);
+    let photometric =
+        text(obj, tags::PHOTOMETRIC_INTERPRETATION).ok_or(IngestError::MissingAttribute {
+            name: "PhotometricInterpretation",
+            tag: "(0028,0004)",
+        })?;
+    check_greyscale(&photometric, samples_per_pixel)?;
+    let bits_allocated = required_u32(obj, tags::BITS_ALLOCATED, "BitsAllocated", "(0028,0100)")?;
+    if bits_allocated != 8 && bits_allocated != 16 {
+        return Err(IngestError::InvalidAttribute {
+            name: "BitsAllocated",
+            value: bits_allocated.to_string(),
+            why: "a greyscale radiograph allocates 8 or 16 bits",
+        });
+    }
+    let bits_stored = optional_u32(obj, tags::BITS_STORED)?.unwrap_or(bits_allocated);
+    if bits_stored == 0 || bits_stored > bits_allocated {
+        return Err(IngestError::InvalidAttribute {
+            name: "BitsStored",
+            value: bits_stored.to_string(),
+            why: "must be between 1 and Bits Allocated",
+        });
+    }
+    let high_bit = optional_u32(obj, tags::HIGH_BIT)?.unwrap_or(bits_stored - 1);
+    if high_bit >= bits_allocated || high_bit + 1 < bits_stored {
+        return Err(IngestError::InvalidAttribute {
+            name: "HighBit",
+            value: high_bit.to_string(),
+            why: "must lie within Bits Allocated and leave room for Bits Stored",
+        });
+    }
+    let signed = optional_u32(obj, tags::PIXEL_REPRESENTATION)?.unwrap_or(0) == 1;
+    let frames = match text(obj, tags::NUMBER_OF_FRAMES) {
+        None => 1,
+        Some(s) => s.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            IngestError::InvalidAttribute {
+                name: "NumberOfFrames",
+                value: s.clone(),
+                why: "must be a positive integer",
+            }
+        })?,
+    };
+    Ok(PixelModule {
+        rows,
+        columns,
+        samples_per_pixel: samples_per_pixel as u16,
+        photometric,
+        bits_allocated: bits_allocated as u16,
+        bits_stored: bits_stored as u16,
+        high_bit: high_bit as u16,
+        signed,
+        frames,
+    })
+}
+
+fn check_greyscale(photometric: &str, samples_per_pixel: u32) -> Result<(), IngestError> {
+    let hint = match photometric {
+        "MONOCHROME1" | "MONOCHROME2" if samples_per_pixel == 1 => return Ok(()),
+        "MONOCHROME1" | "MONOCHROME2" => "greyscale with more than one sample per pixel is not valid DICOM",
+        "RGB" | "YBR_FULL" | "YBR_FULL_422" | "YBR_ICT" | "YBR_RCT" | "YBR_PARTIAL_420" => {
+            "a colour image: probably a photograph or scan of a film, or a screenshot, not a radiograph from a detector"
+        }
+        "PALETTE COLOR" => "a palette-colour image (a rendered picture or map), not a radiograph",
+        _ => "not a photometric interpretation a radiograph uses",
+    };
+    Err(IngestError::UnsupportedPhotometric {
+        photometric: photometric.to_string(),
+        samples_per_pixel: samples_per_pixel.min(u32::from(u16::MAX)) as u16,
+        hint,
+    })
+}
+
+fn optional_u32(
+    obj: &DefaultDicomObject,
+    tag: dicom_core::Tag,
+) -> Result<Option<u32>, IngestError> {
+    match numbers(obj, tag) {
+        None => Ok(None),
+        Some(v) => {
+            let x = v[0];
+            if x.is_finite() && x >= 0.0 && x <= f64::from(u16::MAX) && x.fract() == 0.0 {
+                Ok(Some(x as u32))
+            } else {
+                Err(IngestError::InvalidAttribute {
+                    name: "image pixel attribute",
+                    value: format!("{tag} = {x}"),
+                    why: "must be a small non-negative integer",
+                })
+            }
+        }
+    }
+}
+
+fn required_u32(
+    obj: &DefaultDicomObject,
+    tag: dicom_core::Tag,
+    name: &'static str,
+    tag_text: &'static str,
+) -> Result<u32, IngestError> {
+    optional_u32(obj, tag)?.ok_or(IngestError::MissingAttribute {
+        name,
+        tag: tag_text,
+    })
+}
+
+/// Decodes frame 1 into stored values.
+pub(crate) fn decode_first_frame(
+    obj: &DefaultDicomObject,
+    module: &PixelModule,
+    transfer_syntax: &str,
+) -> Result<StoredFrame, IngestError> {
+    let element = obj
+        .element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .ok_or(IngestError::MissingPixelData)?;
+    let raw = match element.value() {
+        Value::Primitive(p) => native_frame(p, module)?,
+        Value::PixelSequence(seq) => {
+            let frame1 = Fragments {
+                fragments: seq.fragments(),
+                offset_table: seq.offset_table(),
+            };
+            encapsulated_frame(obj, &frame1, module, transfer_syntax)?
+        }
+        Value::Sequence(_) => {
+            return Err(IngestError::Malformed {
+                detail: "Pixel Data (7FE0,0010) holds a sequence of items, not pixels".into(),
+            })
+        }
+    };
+    Ok(StoredFrame {
+        rows: module.rows,
+        columns: module.columns,
+        signed: module.signed,
+        bits_stored: module.bits_stored,
+        values: normalise(raw, module),
+    })
+}
+
+/// The frame's values as allocated (not yet masked to Bits Stored).
+fn native_frame(value: &PrimitiveValue, module: &PixelModule) -> Result<Vec<u16>, IngestError> {
+    let frame_samples = module.rows as usize * module.columns as usize;
+    let bytes_per_sample = usize::from(module.bits_allocated / 8);
+    let expected = frame_samples as u64 * bytes_per_sample as u64 * u64::from(module.frames);
+    let length_error = |actual: u64| IngestError::PixelDataLength {
+        expected,
+        actual,
+        rows: module.rows,
+        columns: module.columns,
+        bits_allocated: module.bits_allocated,
+        frames: module.frames,
+    };
+    // Odd lengths are padded to even; one byte over is the padding, not a mismatch.
+    let fits = |actual: u64| actual == expected || actual == expected + 1;
+    match value {
+        // OW read by dicom-object is already in native order, whatever the
+        // transfer syntax's byte order.
+        PrimitiveValue::U16(words) if module.bits_allocated == 16 => {
+            let actual = words.len() as u64 * 2;
+            if !fits(actual) {
+                return Err(length_error(actual));
+            }
+            Ok(words[..frame_samples].to_vec())
+        }
+        PrimitiveValue::U16(words) => {
+            let actual = words.len() as u64 * 2;
+            if !fits(actual) {
+                return Err(length_error(actual));
+            }
+            Ok(words
+                .iter()
+                .flat_map(|w| w.to_le_bytes())
+                .take(frame_samples)
+                .map(u16::from)
+                .collect())
+        }
+        PrimitiveValue::U8(bytes) => {
+            let actual = bytes.len() as u64;
+            if !fits(actual) {
+                return Err(length_error(actual));
+            }
+            Ok(from_le_bytes(
+                &bytes[..frame_samples * bytes_per_sample],
+                module.bits_allocated,
+            ))
+        }
+        other => Err(IngestError::Malformed {
+            detail: format!(
+                "Pixel Data holds {} values of the wrong kind, expected OB or OW bytes",
+                other.multiplicity()
+            ),
+        }),
+    }
+}
+
+fn from_le_bytes(bytes: &[u8], bits_allocated: u16) -> Vec<u16> {
+    if bits_allocated == 8 {
+        bytes.iter().map(|b| u16::from(*b)).collect()
+    } else {
+        bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect()
+    }
+}
+
+/// The fragments of encapsulated pixel data and their Basic Offset Table.
+struct Fragments<'a> {
+    fragments: &'a [Vec<u8>],
+    offset_table: &'a [u32],
+}
+
+fn encapsulated_frame(
+    obj: &DefaultDicomObject,
+    encapsulated: &Fragments<'_>,
+    module: &PixelModule,
+    transfer_syntax: &str,
+) -> Result<Vec<u16>, IngestError> {
+    let corrupt = |detail: String| IngestError::CorruptPixelData {
+        transfer_syntax: transfer_syntax.to_string(),
+        detail,
+    };
+    let first = encapsulated
+        .fragments
+        .first()
+        .ok_or_else(|| corrupt("encapsulated pixel data has no fragments".into()))?;
+    check_codestream_size(first, module).map_err(corrupt)?;
+
+    let is_dct =
+        transfer_syntax == uids::JPEG_BASELINE8_BIT || transfer_syntax == uids::JPEG_EXTENDED12_BIT;
+    if is_dct && jpeg12::read_frame_header(first).is_ok_and(|h| h.precision == 12) {
+        return decode_jpeg12(encapsulated, module, transfer_syntax);
+    }
+    let decoded = obj
+        .decode_pixel_data_frame(0)
+        .map_err(|e| decoder_error(e, transfer_syntax))?;
+    let bytes = decoded.data();
+    let expected =
+        module.rows as usize * module.columns as usize * usize::from(module.bits_allocated / 8);
+    if bytes.len() < expected {
+        return Err(corrupt(format!(
+            "decoder produced {} bytes, the image needs {expected}",
+            bytes.len()
+        )));
+    }
+    Ok(from_le_bytes(&bytes[..expected], module.bits_allocated))
+}
+
+fn decode_jpeg12(
+    encapsulated: &Fragments<'_>,
+    module: &PixelModule,
+    transfer_syntax: &str,
+) -> Result<Vec<u16>, IngestError> {
+    let corrupt = |detail: String| IngestError::CorruptPixelData {
+        transfer_syntax: transfer_syntax.to_string(),
+        detail,
+    };
+    let stream = frame_fragments(
+        encapsulated.fragments,
+        encapsulated.offset_table,
+        module.frames,
+    )
+    .ok_or_else(|| corrupt("cannot locate frame 1 among the fragments".into()))?;
+    let max_pixels = u64::from(module.rows) * u64::from(module.columns);
+    let frame = jpeg12::decode(&stream, max_pixels).map_err(|e| corrupt(e.to_string()))?;
+    if u32::from(frame.width) != module.columns
+        || u32::from(frame.height) != module.rows
+        || frame.components != 1
+    {
+        return Err(corrupt(format!(
+            "JPEG frame is {}x{} with {} component(s), the header says {}x{} greyscale",
+            frame.width, frame.height, frame.components, module.columns, module.rows
+        )));
+    }
+    Ok(frame.samples)
+}
+
+/// The bytes of frame 1: all fragments of a single-frame image, else the
+/// fragments before the second offset-table entry.
+fn frame_fragments(fragments: &[Vec<u8>], offsets: &[u32], frames: u32) -> Option<Vec<u8>> {
+    if frames == 1 {
+        return Some(fragments.concat());
+    }
+    if fragments.len() == frames as usize {
+        return fragments.first().cloned();
+    }
+    let next = *offsets.get(1)? as usize;
+    let mut out = Vec::new();
+    let mut position = 0usize;
+    for fragment in fragments {
+        if position >= next {
+            break;
+        }
+        out.extend_from_slice(fragment);
+        position += fragment.len() + 8;
+    }
+    Some(out)
+}
+
+fn decoder_error(e: dicom_pixeldata::Error, transfer_syntax: &str) -> IngestError {
+    let text = e.to_string();
+    if text.contains("Unsupported transfer syntax") || text.contains("Unknown transfer syntax") {
+        return IngestError::UnsupportedTransferSyntax {
+            uid: transfer_syntax.to_string(),
+            name: text,
+        };
+    }
+    let mut detail = text;
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
+    IngestError::CorruptPixelData {
+        transfer_syntax: transfer_syntax.to_string(),
+        detail,
+    }
+}
+
+/// Refuses codestreams whose own header announces a bigger image than the
+/// DICOM header: decoders size their buffers from the codestream.
+fn check_codestream_size(fragment: &[u8], module: &PixelModule) -> Result<(), String> {
+    let Some((width, height)) = codestream_dimensions(fragment) else {
+        return Ok(());
+    };
+    if width > module.columns || height > module.rows {
+        return Err(format!(
+            "codestream is {width}x{height} but the header says {}x{}",
+            module.columns, module.rows
+        ));
+    }
+    Ok(())
+}
+
+/// Width and height from a JPEG-family SOFn / JPEG-LS SOF55 or a JPEG 2000 SIZ marker.
+fn codestream_dimensions(data: &[u8]) -> Option<(u32, u32)> {
+    let be16 = |i: usize| {
+        data.get(i..i + 2)
+            .map(|b| u32::from(u16::from_be_bytes([b[0], b[1]])))
+    };
+    let be32 = |i: usize| {
+        data.get(i..i + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    match data.get(..4)? {
+        [0xFF, 0x4F, 0xFF, 0x51] => {
+            // SIZ: Lsiz, Rsiz, Xsiz, Ysiz, XOsiz, YOsiz.
+            let (x, y) = (be32(8)?, be32(12)?);
+            let (xo, yo) = (be32(16)?, be32(20)?);
+            Some((x.checked_sub(xo)?, y.checked_sub(yo)?))
+        }
+        [0xFF, 0xD8, ..] => {
+            let mut i = 2;
+            while i + 4 <= data.len() {
+                if data[i] != 0xFF {
+                    return None;
+                }
+                let marker = data[i + 1];
+                if marker == 0xFF {
+                    i += 1;
+                    continue;
+                }
+                let is_sof =
+                    matches!(marker, 0xC0..=0xCF | 0xF7) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+                if is_sof {
+                    return Some((be16(i + 7)?, be16(i + 5)?));
+                }
+                i += 2 + be16(i + 2)? as usize;
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Shifts values down to the low bits, masks to Bits Stored and sign-extends.
+fn normalise(mut values: Vec<u16>, module: &PixelModule) -> Vec<u16> {
+    let shift = module.high_bit + 1 - module.bits_stored;
+    let bits = module.bits_stored;
+    let mask: u16 = if bits >= 16 {
+        u16::MAX
+    } else {
+        (1u16 << bits) - 1
+    };
+    let extend = 16 - bits;
+    let signed = module.signed;
+    if shift == 0 && bits == 16 {
+        return values;
+    }
+    for v in &mut values {
+        let x = (*v >> shift) & mask;
+        *v = if signed && extend > 0 {
+            (((x << extend) as i16) >> extend) as u16
+        } else {
+            x
+        };
+    }
+    values
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(bits_stored: u16, high_bit: u16, signed: bool) -> PixelModule {
+        PixelModule {
+            rows: 1,
+            columns: 4,
+            samples_per_pixel: 1,
+            photometric: "MONOCHROME2".into(),
+            bits_allocated: 16,
+            bits_stored,
+            high_bit,
+            signed,
+            frames: 1,
+        }
+    }
+
+    #[test]
+    fn unsigned_values_are_masked_to_bits_stored() {
+        let out = normalise(vec![0xF123, 0x0FFF, 0x1000, 0], &module(12, 11, false));
+        assert_eq!(out, vec![0x0123, 0x0FFF, 0, 0]);
+    }
+
+    #[test]
+    fn signed_values_are_sign_extended_from_bits_stored() {
+        let out = normalise(vec![0x0FFF, 0x0800, 0x07FF, 0x0001], &module(12, 11, true));
+        let as_i16: Vec<i16> = out.iter().map(|v| *v as i16).collect();
+        assert_eq!(as_i16, vec![-1, -2048, 2047, 1]);
+    }
+
+    #[test]
+    fn high_bit_above_bits_stored_shifts_down() {
+        let out = normalise(vec![0x0010, 0xFFF0], &module(12, 15, false));
+        assert_eq!(out, vec![0x0001, 0x0FFF]);
+    }
+
+    #[test]
+    fn sha_is_of_little_endian_words() {
+        let frame = StoredFrame {
+            rows: 1,
+            columns: 2,
+            signed: false,
+            bits_stored: 16,
+            values: vec![0x0102, 0x0304],
+        };
+        let expected: String = Sha256::digest([0x02u8, 0x01, 0x04, 0x03])
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(frame.sha256_hex(), expected);
+    }
+
+    #[test]
+    fn codestream_dimensions_are_read_from_sof_and_siz() {
+        // SOI, SOF1 len 11, precision 12, height 0x0100, width 0x0200, 1 comp.
+        let jpeg = [
+            0xFF, 0xD8, 0xFF, 0xC1, 0, 11, 12, 0x01, 0x00, 0x02, 0x00, 1, 1, 0x11, 0,
+        ];
+        assert_eq!(codestream_dimensions(&jpeg), Some((512, 256)));
+        let mut j2k = vec![0xFF, 0x4F, 0xFF, 0x51, 0, 41, 0, 0];
+        j2k.extend_from_slice(&640u32.to_be_bytes());
+        j2k.extend_from_slice(&480u32.to_be_bytes());
+        j2k.extend_from_slice(&0u32.to_be_bytes());
+        j2k.extend_from_slice(&0u32.to_be_bytes());
+        assert_eq!(codestream_dimensions(&j2k), Some((640, 480)));
+        assert_eq!(codestream_dimensions(b"garbage"), None);
+    }
+
+    #[test]
+    fn colour_images_are_refused_with_a_hint() {
+        let err = check_greyscale("RGB", 3).unwrap_err();
+        assert!(err.to_string().contains("photograph"), "{err}");
+        assert!(check_greyscale("MONOCHROME1", 1).is_ok());
+    }
+}

@@ -1,0 +1,451 @@
+//! Stored values → presentation-ready grey image.
+//!
+//! The DICOM greyscale pipeline, in order: Modality LUT (Rescale Slope and
+//! Intercept), VOI LUT (a VOI LUT Sequence, else Window Center/Width with its
+//! VOI LUT Function, else an automatic window), then MONOCHROME1 inversion so
+//! that the output always reads "higher is whiter". Pixel padding becomes
+//! black. Because stored values have at most 16 bits, the whole pipeline is
+//! folded into one lookup table over every possible stored value and applied
+//! in one pass.
+
+use dicom_dictionary_std::tags;
+use dicom_object::DefaultDicomObject;
+use serde::Serialize;
+
+use super::meta::{numbers, text};
+use super::pixels::{PixelModule, StoredFrame};
+
+/// A presentation-ready greyscale image: `pixels[row * width + column]`,
+/// 0 is black and 65535 is white (MONOCHROME2 sense, whatever the source's
+/// photometric interpretation), the VOI transformation already applied.
+#[derive(Clone, PartialEq)]
+pub struct GreyImage {
+    /// Columns.
+    pub width: u32,
+    /// Rows.
+    pub height: u32,
+    /// Row-major display values.
+    pub pixels: Vec<u16>,
+}
+
+impl std::fmt::Debug for GreyImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GreyImage {{ {}x{} }}", self.width, self.height)
+    }
+}
+
+/// The VOI transformation that produced a [`GreyImage`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum VoiSource {
+    /// The first item of the VOI LUT Sequence (0028,3010).
+    LutSequence {
+        /// Number of entries.
+        entries: u32,
+        /// First stored (modality) value mapped.
+        first_mapped: i32,
+    },
+    /// Window Center/Width from the header (the first pair when several are given).
+    Window {
+        /// Window Center.
+        center: f64,
+        /// Window Width.
+        width: f64,
+        /// VOI LUT Function: `LINEAR`, `LINEAR_EXACT` or `SIGMOID`.
+        function: String,
+        /// How many windows the header offered.
+        offered: usize,
+    },
+    /// A window computed from the image: its 0.5th to 99.5th percentile of
+    /// modality values, padding excluded. Used when the header has no VOI, and
+    /// always for FOR PROCESSING images, whose values are raw detector
+    /// signal rather than a picture meant to be looked at.
+    Automatic {
+        /// Lower end (black, before inversion).
+        low: f64,
+        /// Upper end (white, before inversion).
+        high: f64,
+        /// Why the header's VOI was not used.
+        why: &'static str,
+    },
+}
+
+/// What the presentation pipeline did.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Presentation {
+    /// Rescale Slope applied (1 when absent).
+    pub rescale_slope: f64,
+    /// Rescale Intercept applied (0 when absent).
+    pub rescale_intercept: f64,
+    /// The VOI transformation.
+    pub voi: VoiSource,
+    /// MONOCHROME1 was inverted.
+    pub inverted: bool,
+    /// Pixels equal to the Pixel Padding Value (or inside its range), shown black.
+    pub padding_pixels: u64,
+}
+
+/// The attributes of the presentation pipeline, read from the header.
+struct PipelineAttributes {
+    slope: f64,
+    intercept: f64,
+    lut: Option<VoiLutTable>,
+    windows: Vec<(f64, f64)>,
+    function: String,
+    padding: Option<(i32, i32)>,
+    for_processing: bool,
+}
+
+struct VoiLutTable {
+    first_mapped: i32,
+    bits: u32,
+    data: Vec<u16>,
+}
+
+/// Applies the greyscale pipeline to frame 1.
+pub(crate) fn present(
+    obj: &DefaultDicomObject,
+    module: &PixelModule,
+    frame: &StoredFrame,
+) -> (GreyImage, Presentation) {
+    let attrs = read_attributes(obj, module);
+    let domain = StoredDomain::of(frame);
+    let padded = |v: i32| attrs.padding.is_some_and(|(lo, hi)| v >= lo && v <= hi);
+
+    let modality = |v: i32| f64::from(v) * attrs.slope + attrs.intercept;
+    let voi = choose_voi(&attrs, frame, &domain, &padded, &modality);
+    let inverted = module.is_inverted();
+
+    let mut table = vec![0u16; domain.len()];
+    for (slot, out) in table.iter_mut().enumerate() {
+        let stored = domain.value_at(slot);
+        if padded(stored) {
+            continue;
+        }
+        let y = apply_voi(&voi, &attrs, modality(stored)).clamp(0.0, 1.0);
+        let y = if inverted { 1.0 - y } else { y };
+        *out = (y * 65535.0).round() as u16;
+    }
+    let mut padding_pixels = 0u64;
+    let pixels = frame
+        .values
+        .iter()
+        .map(|raw| {
+            let slot = domain.slot_of_raw(*raw);
+            if attrs.padding.is_some() && padded(domain.value_at(slot)) {
+                padding_pixels += 1;
+            }
+            table[slot]
+        })
+        .collect();
+    let image = GreyImage {
+        width: frame.columns,
+        height: frame.rows,
+        pixels,
+    };
+    let presentation = Presentation {
+        rescale_slope: attrs.slope,
+        rescale_intercept: attrs.intercept,
+        voi,
+        inverted,
+        padding_pixels,
+    };
+    (image, presentation)
+}
+
+/// The set of values Bits Stored allows, indexed 0..len.
+struct StoredDomain {
+    signed: bool,
+    bits: u16,
+}
+
+impl StoredDomain {
+    fn of(frame: &StoredFrame) -> Self {
+        StoredDomain {
+            signed: frame.signed,
+            bits: frame.bits_stored.clamp(1, 16),
+        }
+    }
+    fn len(&self) -> usize {
+        1usize << self.bits
+    }
+    fn offset(&self) -> i32 {
+        if self.signed {
+            1 << (self.bits - 1)
+        } else {
+            0
+        }
+    }
+    fn value_at(&self, slot: usize) -> i32 {
+        slot as i32 - self.offset()
+    }
+    /// Stored values are already masked / sign-extended to Bits Stored.
+    fn slot_of_raw(&self, raw: u16) -> usize {
+        let v = if self.signed {
+            i32::from(raw as i16)
+        } else {
+            i32::from(raw)
+        };
+        ((v + self.offset()) as usize).min(self.len() - 1)
+    }
+}
+
+fn read_attributes(obj: &DefaultDicomObject, module: &PixelModule) -> PipelineAttributes {
+    let first = |tag| numbers(obj, tag).map(|v| v[0]).filter(|x| x.is_finite());
+    let slope = first(tags::RESCALE_SLOPE)
+        .filter(|s| *s != 0.0)
+        .unwrap_or(1.0);
+    let intercept = first(tags::RESCALE_INTERCEPT).unwrap_or(0.0);
+    let centers = numbers(obj, tags::WINDOW_CENTER).unwrap_or_default();
+    let widths = numbers(obj, tags::WINDOW_WIDTH).unwrap_or_default();
+    let windows = centers
+        .iter()
+        .zip(&widths)
+        .map(|(c, w)| (*c, *w))
+        .filter(|(c, w)| c.is_finite() && w.is_finite() && *w > 0.0)
+        .collect();
+    let function = text(obj, tags::VOILUT_FUNCTION).unwrap_or_else(|| "LINEAR".into());
+    let padding = padding_range(obj, module);
+    let for_processing = text(obj, tags::PRESENTATION_INTENT_TYPE)
+        .is_some_and(|t| t.eq_ignore_ascii_case("FOR PROCESSING"));
+    PipelineAttributes {
+        slope,
+        intercept,
+        lut: voi_lut_sequence(obj),
+        windows,
+        function,
+        padding,
+        for_processing,
+    }
+}
+
+/// Pixel Padding Value (and Range Limit) as an inclusive range of stored values.
+fn padding_range(obj: &DefaultDicomObject, module: &PixelModule) -> Option<(i32, i32)> {
+    let read = |tag| {
+        let element = obj.element_opt(tag).ok().flatten()?;
+        let raw: i64 = element.to_int().ok()?;
+        // US/SS ambiguity: reinterpret by Pixel Representation.
+        Some(if module.signed {
+            i32::from(raw as u16 as i16)
+        } else {
+            i32::from(raw as u16)
+        })
+    };
+    let value = read(tags::PIXEL_PADDING_VALUE)?;
+    let limit = read(tags::PIXEL_PADDING_RANGE_LIMIT).unwrap_or(value);
+    Some((value.min(limit), value.max(limit)))
+}
+
+fn voi_lut_sequence(obj: &DefaultDicomObject) -> Option<VoiLutTable> {
+    let items = obj
+        .element_opt(tags::VOILUT_SEQUENCE)
+        .ok()
+        .flatten()?
+        .items()?;
+    let item = items.first()?;
+    let descriptor: Vec<i64> = item
+        .element_opt(tags::LUT_DESCRIPTOR)
+        .ok()
+        .flatten()?
+        .to_multi_int()
+        .ok()?;
+    let [count, first, bits, ..] = descriptor[..] else {
+        return None;
+    };
+    let data: Vec<u16> = item
+        .element_opt(tags::LUT_DATA)
+        .ok()
+        .flatten()?
+        .to_multi_int::<i64>()
+        .ok()?
+        .into_iter()
+        .map(|v| v as u16)
+        .collect();
+    let entries = if count == 0 { 65536 } else { count as usize };
+    if data.len() < entries || !(8..=16).contains(&bits) {
+        return None;
+    }
+    // The first mapped value is US or SS depending on the image; a value over
+    // 32767 in a US descriptor of a signed image is a negative number.
+    let first_mapped = if first > 32767 { first - 65536 } else { first } as i32;
+    Some(VoiLutTable {
+        first_mapped,
+        bits: bits as u32,
+        data: data[..entries].to_vec(),
+    })
+}
+
+fn choose_voi(
+    attrs: &PipelineAttributes,
+    frame: &StoredFrame,
+    domain: &StoredDomain,
+    padded: &dyn Fn(i32) -> bool,
+    modality: &dyn Fn(i32) -> f64,
+) -> VoiSource {
+    let why = if attrs.for_processing {
+        "FOR PROCESSING image: raw detector values need their own window"
+    } else if let Some(lut) = &attrs.lut {
+        return VoiSource::LutSequence {
+            entries: lut.data.len() as u32,
+            first_mapped: lut.first_mapped,
+        };
+    } else if let Some((center, width)) = attrs.windows.first() {
+        return VoiSource::Window {
+            center: *center,
+            width: *width,
+            function: attrs.function.clone(),
+            offered: attrs.windows.len(),
+        };
+    } else {
+        "no VOI LUT or window in the header"
+    };
+    let (low, high) = percentile_window(frame, domain, padded, modality);
+    VoiSource::Automatic { low, high, why }
+}
+
+/// The 0.5th and 99.5th percentiles of modality values, padding excluded.
+fn percentile_window(
+    frame: &StoredFrame,
+    domain: &StoredDomain,
+    padded: &dyn Fn(i32) -> bool,
+    modality: &dyn Fn(i32) -> f64,
+) -> (f64, f64) {
+    let mut histogram = vec![0u64; domain.len()];
+    for raw in &frame.values {
+        histogram[domain.slot_of_raw(*raw)] += 1;
+    }
+    let mut total = 0u64;
+    for (slot, count) in histogram.iter_mut().enumerate() {
+        if padded(domain.value_at(slot)) {
+            *count = 0;
+        }
+        total += *count;
+    }
+    if total == 0 {
+        return (0.0, 1.0);
+    }
+    let quantile = |q: f64| {
+        let target = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0u64;
+        for (slot, count) in histogram.iter().enumerate() {
+            seen += count;
+            if seen >= target {
+                return domain.value_at(slot);
+            }
+        }
+        domain.value_at(domain.len() - 1)
+    };
+    let (a, b) = (modality(quantile(0.005)), modality(quantile(0.995)));
+    let (low, high) = (a.min(b), a.max(b));
+    if high > low {
+        (low, high)
+    } else {
+        (low - 0.5, low + 0.5)
+    }
+}
+
+/// VOI output in [0, 1] for a modality value.
+fn apply_voi(voi: &VoiSource, attrs: &PipelineAttributes, x: f64) -> f64 {
+    match voi {
+        VoiSource::LutSequence { .. } => match &attrs.lut {
+            Some(lut) => lut_lookup(lut, x),
+            None => 0.0,
+        },
+        VoiSource::Window {
+            center,
+            width,
+            function,
+            ..
+        } => window(*center, *width, function, x),
+        VoiSource::Automatic { low, high, .. } => (x - low) / (high - low),
+    }
+}
+
+fn lut_lookup(lut: &VoiLutTable, x: f64) -> f64 {
+    let last = lut.data.len() as i64 - 1;
+    let index = (x.round() as i64 - i64::from(lut.first_mapped)).clamp(0, last) as usize;
+    // Some vendors declare 16 bits but fill 12; scale by what the table really uses.
+    let declared = ((1u64 << lut.bits) - 1) as f64;
+    let used = f64::from(lut.data.iter().copied().max().unwrap_or(1).max(1));
+    let full = if used <= declared / 16.0 && lut.bits == 16 {
+        ((used + 1.0).log2().ceil().exp2() - 1.0).max(1.0)
+    } else {
+        declared
+    };
+    f64::from(lut.data[index]) / full
+}
+
+/// The window functions of PS3.3 C.11.2.1.2.
+fn window(center: f64, width: f64, function: &str, x: f64) -> f64 {
+    match function {
+        "SIGMOID" => 1.0 / (1.0 + (-4.0 * (x - center) / width).exp()),
+        "LINEAR_EXACT" => {
+            if x <= center - width / 2.0 {
+                0.0
+            } else if x > center + width / 2.0 {
+                1.0
+            } else {
+                (x - center) / width + 0.5
+            }
+        }
+        // LINEAR, and the default for unknown functions.
+        _ => {
+            if width <= 1.0 {
+                return if x < center - 0.5 { 0.0 } else { 1.0 };
+            }
+            let lower = center - 0.5 - (width - 1.0) / 2.0;
+            let upper = center - 0.5 + (width - 1.0) / 2.0;
+            if x <= lower {
+                0.0
+            } else if x > upper {
+                1.0
+            } else {
+                (x - (center - 0.5)) / (width - 1.0) + 0.5
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_window_follows_the_standard() {
+        // PS3.3 example: center 2048, width 4096 maps 0 to black, 4095 to white.
+        assert_eq!(window(2048.0, 4096.0, "LINEAR", -1.0), 0.0);
+        assert!((window(2048.0, 4096.0, "LINEAR", 2047.5) - 0.5).abs() < 1e-9);
+        assert_eq!(window(2048.0, 4096.0, "LINEAR", 5000.0), 1.0);
+    }
+
+    #[test]
+    fn linear_exact_and_sigmoid_are_centred() {
+        assert!((window(100.0, 50.0, "LINEAR_EXACT", 100.0) - 0.5).abs() < 1e-12);
+        assert_eq!(window(100.0, 50.0, "LINEAR_EXACT", 75.0), 0.0);
+        assert!((window(100.0, 50.0, "SIGMOID", 100.0) - 0.5).abs() < 1e-12);
+        assert!(window(100.0, 50.0, "SIGMOID", 150.0) > 0.98);
+    }
+
+    #[test]
+    fn signed_domain_round_trips() {
+        let d = StoredDomain {
+            signed: true,
+            bits: 12,
+        };
+        assert_eq!(d.len(), 4096);
+        assert_eq!(d.value_at(d.slot_of_raw((-2048i16) as u16)), -2048);
+        assert_eq!(d.value_at(d.slot_of_raw(2047)), 2047);
+    }
+
+    #[test]
+    fn lut_lookup_clamps_and_scales() {
+        let lut = VoiLutTable {
+            first_mapped: 10,
+            bits: 8,
+            data: vec![0, 128, 255],
+        };
+        assert_eq!(lut_lookup(&lut, 0.0), 0.0);
+        assert!((lut_lookup(&lut, 11.0) - 128.0 / 255.0).abs() < 1e-12);
+        assert_eq!(lut_lookup(&lut, 1000.0), 1.0);
+    }
+}
