@@ -1,0 +1,50 @@
+# The two commands of the README: `make run` and `make test`.
+# Both install what they need (Debian packages, Python packages from PyPI)
+# through scripts/setup.sh, then build with cargo.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+PYTHON := .venv/bin/python
+# ONNX Runtime from the onnxruntime wheel in .venv (found after setup has run).
+ORT_DYLIB_PATH ?= $(firstword $(wildcard $(CURDIR)/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.*))
+export ORT_DYLIB_PATH
+
+.PHONY: run test setup-run setup-test build fixtures lint unit bench bench-baseline fuzz clean-fixtures
+
+## run: set up, build, and run cxr-triage on its embedded defaults.
+run: setup-run build
+	./target/release/cxr-triage inspect test-images/bundled/*.dcm
+
+## test: set up, make the fixtures, and pass lint + every test.
+test: setup-test fixtures lint unit
+
+setup-run:
+	scripts/setup.sh run
+
+setup-test:
+	scripts/setup.sh test
+
+build:
+	$(CARGO) build --release --locked
+
+fixtures:
+	PYTHON=$(PYTHON) bash test-images/make-fixtures.sh
+	$(PYTHON) test-images/reference.py
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+unit:
+	$(CARGO) test --locked
+
+## bench: criterion benches of decode + VOI per transfer syntax.
+bench: setup-test fixtures
+	$(CARGO) bench --locked --bench decode
+
+## bench-baseline: ours vs pydicom on the same files, same run, with the ratio.
+bench-baseline: setup-test fixtures build
+	$(PYTHON) benches/baseline/compare.py
+
+clean-fixtures:
+	rm -rf test-images/generated
