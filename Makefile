@@ -8,6 +8,10 @@ PYTHON := .venv/bin/python
 # ONNX Runtime from the onnxruntime wheel in .venv (found after setup has run).
 ORT_DYLIB_PATH ?= $(firstword $(wildcard $(CURDIR)/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.*))
 export ORT_DYLIB_PATH
+# dicom-rs errors capture backtraces when RUST_BACKTRACE is set; tests feed
+# thousands of bad files, so keep library backtraces off (panics keep theirs).
+RUST_LIB_BACKTRACE ?= 0
+export RUST_LIB_BACKTRACE
 
 .PHONY: run test setup-run setup-test build fixtures lint unit bench bench-baseline fuzz clean-fixtures
 

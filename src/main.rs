@@ -3,6 +3,12 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Library errors (dicom-rs uses snafu) capture a backtrace when
+    // RUST_BACKTRACE is set; a stream of bad files must not pay for that.
+    // Panics still print theirs.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     let cli = cxr_triage::cli::Cli::parse();
     cxr_triage::cli::init_logging(cli.log.as_deref());
     match cli.command.run() {

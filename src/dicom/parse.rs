@@ -151,6 +151,11 @@ fn is_eof(text: &str) -> bool {
     lower.contains("eof") || lower.contains("end of file") || lower.contains("fill whole buffer")
 }
 
+/// Whether two bytes name a VR of PS3.5 (unknown ones are read as UN).
+fn is_known_vr(vr: &[u8; 2]) -> bool {
+    dicom_core::VR::from_binary(*vr).is_some()
+}
+
 /// How the element headers of a data set are encoded.
 #[derive(Debug, Clone, Copy)]
 struct Encoding {
@@ -296,7 +301,7 @@ impl Walker<'_> {
             }
             let (vr, len) = self.header_rest(end, enc)?;
             if len == UNDEFINED {
-                let nested = if vr == *b"UN" {
+                let nested = if (enc.explicit_vr && !is_known_vr(&vr)) || vr == *b"UN" {
                     Encoding::IMPLICIT_LE
                 } else {
                     enc
@@ -330,22 +335,33 @@ impl Walker<'_> {
             return Ok((if len == UNDEFINED { *b"SQ" } else { *b"--" }, len));
         }
         let vr = self.take::<2>(end)?;
-        let long = matches!(
+        // PS3.5 7.1.2: these VRs have a 16-bit length; every other VR, and
+        // an unknown one (read as UN, as dicom-parser does), a 32-bit length.
+        let short = matches!(
             &vr,
-            b"OB"
-                | b"OD"
-                | b"OF"
-                | b"OL"
-                | b"OV"
-                | b"OW"
-                | b"SQ"
-                | b"UC"
-                | b"UR"
-                | b"UT"
-                | b"UN"
-                | b"SV"
-                | b"UV"
+            b"AE"
+                | b"AS"
+                | b"AT"
+                | b"CS"
+                | b"DA"
+                | b"DS"
+                | b"DT"
+                | b"FL"
+                | b"FD"
+                | b"IS"
+                | b"LO"
+                | b"LT"
+                | b"PN"
+                | b"SH"
+                | b"SL"
+                | b"SS"
+                | b"ST"
+                | b"TM"
+                | b"UI"
+                | b"UL"
+                | b"US"
         );
+        let long = !short;
         let len = if long {
             self.take::<2>(end)?;
             self.u32(end, enc.big_endian)?

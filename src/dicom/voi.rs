@@ -98,8 +98,28 @@ struct PipelineAttributes {
 
 struct VoiLutTable {
     first_mapped: i32,
-    bits: u32,
     data: Vec<u16>,
+    /// The output value that means white.
+    full_scale: f64,
+}
+
+impl VoiLutTable {
+    fn new(first_mapped: i32, bits: u32, data: Vec<u16>) -> Self {
+        // Some vendors declare 16 bits but fill 12; scale by what the table
+        // really uses when it uses far less than declared.
+        let declared = ((1u64 << bits) - 1) as f64;
+        let used = f64::from(data.iter().copied().max().unwrap_or(1).max(1));
+        let full_scale = if bits == 16 && used <= declared / 16.0 {
+            ((used + 1.0).log2().ceil().exp2() - 1.0).max(1.0)
+        } else {
+            declared
+        };
+        VoiLutTable {
+            first_mapped,
+            data,
+            full_scale,
+        }
+    }
 }
 
 /// Applies the greyscale pipeline to frame 1.
@@ -268,11 +288,11 @@ fn voi_lut_sequence(obj: &DefaultDicomObject) -> Option<VoiLutTable> {
     // The first mapped value is US or SS depending on the image; a value over
     // 32767 in a US descriptor of a signed image is a negative number.
     let first_mapped = if first > 32767 { first - 65536 } else { first } as i32;
-    Some(VoiLutTable {
+    Some(VoiLutTable::new(
         first_mapped,
-        bits: bits as u32,
-        data: data[..entries].to_vec(),
-    })
+        bits as u32,
+        data[..entries].to_vec(),
+    ))
 }
 
 fn choose_voi(
@@ -364,15 +384,7 @@ fn apply_voi(voi: &VoiSource, attrs: &PipelineAttributes, x: f64) -> f64 {
 fn lut_lookup(lut: &VoiLutTable, x: f64) -> f64 {
     let last = lut.data.len() as i64 - 1;
     let index = (x.round() as i64 - i64::from(lut.first_mapped)).clamp(0, last) as usize;
-    // Some vendors declare 16 bits but fill 12; scale by what the table really uses.
-    let declared = ((1u64 << lut.bits) - 1) as f64;
-    let used = f64::from(lut.data.iter().copied().max().unwrap_or(1).max(1));
-    let full = if used <= declared / 16.0 && lut.bits == 16 {
-        ((used + 1.0).log2().ceil().exp2() - 1.0).max(1.0)
-    } else {
-        declared
-    };
-    f64::from(lut.data[index]) / full
+    f64::from(lut.data[index]) / lut.full_scale
 }
 
 /// The window functions of PS3.3 C.11.2.1.2.
@@ -439,11 +451,7 @@ mod tests {
 
     #[test]
     fn lut_lookup_clamps_and_scales() {
-        let lut = VoiLutTable {
-            first_mapped: 10,
-            bits: 8,
-            data: vec![0, 128, 255],
-        };
+        let lut = VoiLutTable::new(10, 8, vec![0, 128, 255]);
         assert_eq!(lut_lookup(&lut, 0.0), 0.0);
         assert!((lut_lookup(&lut, 11.0) - 128.0 / 255.0).abs() < 1e-12);
         assert_eq!(lut_lookup(&lut, 1000.0), 1.0);
