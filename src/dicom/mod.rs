@@ -28,6 +28,7 @@ pub mod jpeg12;
 mod meta;
 mod parse;
 mod pixels;
+mod rle;
 mod voi;
 
 use std::io::Read;

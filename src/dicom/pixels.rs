@@ -15,7 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::meta::{numbers, text};
-use super::{jpeg12, IngestError, IngestLimits};
+use super::{jpeg12, rle, IngestError, IngestLimits};
 
 /// The Image Pixel module attributes, validated.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -365,9 +365,24 @@ fn encapsulated_frame(
     if is_dct && jpeg12::read_frame_header(first).is_ok_and(|h| h.precision == 12) {
         return decode_jpeg12(encapsulated, module, transfer_syntax);
     }
-    let decoded = obj
-        .decode_pixel_data_frame(0)
-        .map_err(|e| decoder_error(e, transfer_syntax))?;
+    if transfer_syntax == uids::RLE_LOSSLESS {
+        let stream = frame_fragments(
+            encapsulated.fragments,
+            encapsulated.offset_table,
+            module.frames,
+        )
+        .ok_or_else(|| corrupt("cannot locate frame 1 among the fragments".into()))?;
+        let pixels = module.rows as usize * module.columns as usize;
+        return rle::decode_frame(&stream, pixels, module.bits_allocated)
+            .map_err(|e| corrupt(e.to_string()));
+    }
+    // Third-party decoders must return errors, but one that panics on a
+    // hostile stream must not take the service down with it.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        obj.decode_pixel_data_frame(0)
+    }))
+    .map_err(|_| corrupt("the decoder panicked on this stream".into()))?
+    .map_err(|e| decoder_error(e, transfer_syntax))?;
     let bytes = decoded.data();
     let expected =
         module.rows as usize * module.columns as usize * usize::from(module.bits_allocated / 8);
