@@ -216,3 +216,26 @@ fn mutated_files_never_panic() {
         "mutations should break files: {ok} ok, {failed} failed"
     );
 }
+
+/// Inputs the fuzzer (`fuzz/`) found to crash or exhaust memory, kept as
+/// regressions: each must now be a quick, typed error.
+#[test]
+fn fuzzer_findings_stay_fixed() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("tests/data/fuzz") {
+        let path = entry.expect("dir entry").path();
+        let bytes = std::fs::read(&path).expect("readable");
+        let started = std::time::Instant::now();
+        let result = read_bytes(&bytes, &IngestLimits::default());
+        assert!(result.is_err(), "{}", path.display());
+        assert!(
+            started.elapsed().as_millis() < 500,
+            "{} took {:?}",
+            path.display(),
+            started.elapsed()
+        );
+        seen += 1;
+    }
+    assert!(seen >= 1);
+}

@@ -33,12 +33,11 @@ pub(crate) struct ParsedObject {
 /// Parses a DICOM Part 10 object held in memory, with or without preamble.
 pub(crate) fn parse(bytes: &[u8], max_inflated: u64) -> Result<ParsedObject, IngestError> {
     let from_magic = strip_preamble(bytes)?;
-    check_lengths(
-        &from_magic[MAGIC.len()..],
-        Encoding::EXPLICIT_LE,
-        Some(0x0002),
-    )
-    .map_err(|e| e.into_ingest("file meta group"))?;
+    let meta = &from_magic[MAGIC.len()..];
+    // dicom-object reads meta elements, whatever their tags, until it has
+    // consumed File Meta Information Group Length bytes after that element.
+    check_lengths(meta, Encoding::EXPLICIT_LE, Some(meta_group_end(meta)))
+        .map_err(|e| e.into_ingest("file meta group"))?;
 
     let mut reader = from_magic;
     let meta = FileMetaTable::from_reader(&mut reader).map_err(|e| meta_error(&e))?;
@@ -77,6 +76,20 @@ pub(crate) fn parse(bytes: &[u8], max_inflated: u64) -> Result<ParsedObject, Ing
         object: object.with_exact_meta(meta),
         transfer_syntax: ts_uid,
     })
+}
+
+/// Where the file meta group ends, from its (0002,0000) UL group length;
+/// 0 when the group does not start with it (the parser then refuses it).
+/// Offsets are relative to the byte after the `DICM` magic.
+fn meta_group_end(meta: &[u8]) -> usize {
+    match meta.get(..12) {
+        Some([0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0, a, b, c, d]) => {
+            12usize.saturating_add(u32::from_le_bytes([*a, *b, *c, *d]) as usize)
+        }
+        // Too short to hold the group length: walk on, so the cut is reported.
+        None => usize::MAX,
+        Some(_) => 0,
+    }
 }
 
 /// Returns the bytes from the `DICM` magic on.
@@ -200,11 +213,11 @@ impl LengthFault {
 }
 
 /// Walks element headers and checks that every defined length fits in its
-/// container, recursing into sequence items. `only_group` stops the walk at
-/// the first element outside that group (used for the file meta group).
-fn check_lengths(buf: &[u8], enc: Encoding, only_group: Option<u16>) -> Result<(), LengthFault> {
+/// container, recursing into sequence items. `stop_at` ends the walk at the
+/// first element starting at or after that offset (the file meta group).
+fn check_lengths(buf: &[u8], enc: Encoding, stop_at: Option<usize>) -> Result<(), LengthFault> {
     let mut walker = Walker { buf, pos: 0 };
-    walker.elements(buf.len(), enc, only_group, 0, false)
+    walker.elements(buf.len(), enc, stop_at, 0, false)
 }
 
 struct Walker<'a> {
@@ -272,7 +285,7 @@ impl Walker<'_> {
         &mut self,
         end: usize,
         enc: Encoding,
-        only_group: Option<u16>,
+        stop_at: Option<usize>,
         depth: u32,
         in_undefined_item: bool,
     ) -> Result<(), LengthFault> {
@@ -280,13 +293,8 @@ impl Walker<'_> {
             return Err(self.fault("sequences nested too deeply", false));
         }
         while self.pos < end {
-            if let Some(group) = only_group {
-                if self.pos + 2 <= end {
-                    let g = u16::from_le_bytes([self.buf[self.pos], self.buf[self.pos + 1]]);
-                    if g != group {
-                        return Ok(());
-                    }
-                }
+            if stop_at.is_some_and(|stop| self.pos >= stop) {
+                return Ok(());
             }
             let group = self.u16(end, enc.big_endian)?;
             let element = self.u16(end, enc.big_endian)?;
