@@ -78,17 +78,30 @@ pub(crate) fn parse(bytes: &[u8], max_inflated: u64) -> Result<ParsedObject, Ing
     })
 }
 
-/// Where the file meta group ends, from its (0002,0000) UL group length;
-/// 0 when the group does not start with it (the parser then refuses it).
-/// Offsets are relative to the byte after the `DICM` magic.
+/// Where the file meta group ends: after its (0002,0000) group length
+/// element plus the length it states, read the way dicom-object reads it
+/// (any VR, value length 4). 0 when the group does not start that way (the
+/// parser then refuses it); `usize::MAX` when the input is too short to
+/// tell, so that the walk goes on and reports the cut. Offsets are relative
+/// to the byte after the `DICM` magic.
 fn meta_group_end(meta: &[u8]) -> usize {
-    match meta.get(..12) {
-        Some([0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0, a, b, c, d]) => {
-            12usize.saturating_add(u32::from_le_bytes([*a, *b, *c, *d]) as usize)
-        }
-        // Too short to hold the group length: walk on, so the cut is reported.
-        None => usize::MAX,
-        Some(_) => 0,
+    let mut walker = Walker { buf: meta, pos: 0 };
+    let end = meta.len();
+    let Ok(tag) = walker.take::<4>(end) else {
+        return usize::MAX;
+    };
+    if tag != [0x02, 0x00, 0x00, 0x00] {
+        return 0;
+    }
+    let Ok((_, len)) = walker.header_rest(end, Encoding::EXPLICIT_LE, (2, 0)) else {
+        return usize::MAX;
+    };
+    if len != 4 {
+        return 0;
+    }
+    match walker.u32(end, false) {
+        Ok(group_length) => walker.pos.saturating_add(group_length as usize),
+        Err(_) => usize::MAX,
     }
 }
 
@@ -167,6 +180,14 @@ fn is_eof(text: &str) -> bool {
 /// Whether two bytes name a VR of PS3.5 (unknown ones are read as UN).
 fn is_known_vr(vr: &[u8; 2]) -> bool {
     dicom_core::VR::from_binary(*vr).is_some()
+}
+
+/// Whether the standard dictionary says the tag is a sequence.
+fn is_dictionary_sequence(tag: (u16, u16)) -> bool {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    dicom_dictionary_std::StandardDataDictionary
+        .by_tag(dicom_core::Tag(tag.0, tag.1))
+        .is_some_and(|entry| entry.vr() == VirtualVr::Exact(dicom_core::VR::SQ))
 }
 
 /// How the element headers of a data set are encoded.
@@ -307,7 +328,7 @@ impl Walker<'_> {
                 self.skip(if len == UNDEFINED { 0 } else { len }, end, "delimiter")?;
                 continue;
             }
-            let (vr, len) = self.header_rest(end, enc)?;
+            let (vr, len) = self.header_rest(end, enc, (group, element))?;
             if len == UNDEFINED {
                 let nested = if (enc.explicit_vr && !is_known_vr(&vr)) || vr == *b"UN" {
                     Encoding::IMPLICIT_LE
@@ -336,11 +357,19 @@ impl Walker<'_> {
         Ok(())
     }
 
-    fn header_rest(&mut self, end: usize, enc: Encoding) -> Result<([u8; 2], u32), LengthFault> {
+    fn header_rest(
+        &mut self,
+        end: usize,
+        enc: Encoding,
+        tag: (u16, u16),
+    ) -> Result<([u8; 2], u32), LengthFault> {
         if !enc.explicit_vr {
             let len = self.u32(end, enc.big_endian)?;
-            // Implicit VR: an undefined length can only be a sequence.
-            return Ok((if len == UNDEFINED { *b"SQ" } else { *b"--" }, len));
+            // Implicit VR: the parser takes the VR from the dictionary, so a
+            // defined-length sequence is walked too; an undefined length can
+            // only be a sequence.
+            let sequence = len == UNDEFINED || is_dictionary_sequence(tag);
+            return Ok((if sequence { *b"SQ" } else { *b"--" }, len));
         }
         let vr = self.take::<2>(end)?;
         // PS3.5 7.1.2: these VRs have a 16-bit length; every other VR, and
@@ -470,6 +499,21 @@ mod tests {
         buf.extend(std::iter::repeat_n(0u8, 2000));
         let fault = check_lengths(&buf, Encoding::EXPLICIT_LE, None).unwrap_err();
         assert!(!fault.truncated, "{fault:?}");
+        assert!(fault.what.contains("1000"), "{fault:?}");
+    }
+
+    #[test]
+    fn implicit_defined_length_sequences_are_walked_too() {
+        // (0008,1115) ReferencedSeriesSequence, implicit VR, defined length 20,
+        // one item of 12 whose element claims 1000 bytes.
+        let mut item = vec![0xFE, 0xFF, 0x00, 0xE0, 12, 0, 0, 0];
+        item.extend_from_slice(&[
+            0x08, 0x00, 0x50, 0x11, 0xE8, 0x03, 0, 0, b'1', b'.', b'2', 0,
+        ]);
+        let mut buf = vec![0x08, 0x00, 0x15, 0x11, 20, 0, 0, 0];
+        buf.extend_from_slice(&item);
+        buf.extend(std::iter::repeat_n(0u8, 2000));
+        let fault = check_lengths(&buf, Encoding::IMPLICIT_LE, None).unwrap_err();
         assert!(fault.what.contains("1000"), "{fault:?}");
     }
 
