@@ -182,12 +182,34 @@ fn is_known_vr(vr: &[u8; 2]) -> bool {
     dicom_core::VR::from_binary(*vr).is_some()
 }
 
-/// Whether the standard dictionary says the tag is a sequence.
-fn is_dictionary_sequence(tag: (u16, u16)) -> bool {
+/// The VR the standard dictionary gives a tag, as its two letters (`--`
+/// when unknown or context-dependent).
+fn dictionary_vr(tag: (u16, u16)) -> [u8; 2] {
     use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
-    dicom_dictionary_std::StandardDataDictionary
-        .by_tag(dicom_core::Tag(tag.0, tag.1))
-        .is_some_and(|entry| entry.vr() == VirtualVr::Exact(dicom_core::VR::SQ))
+    let entry = dicom_dictionary_std::StandardDataDictionary.by_tag(dicom_core::Tag(tag.0, tag.1));
+    match entry.map(|e| e.vr()) {
+        Some(VirtualVr::Exact(vr)) => {
+            let name = vr.to_string();
+            match name.as_bytes() {
+                [a, b] => [*a, *b],
+                _ => *b"--",
+            }
+        }
+        Some(VirtualVr::Xs) => *b"US",
+        _ => *b"--",
+    }
+}
+
+/// Size of one value of a binary VR. dicom-parser reads `length / size`
+/// values and moves on, so a length that is not a multiple of the size
+/// desynchronises it (the next header is read from inside this value).
+fn binary_value_size(vr: &[u8; 2]) -> Option<u32> {
+    match vr {
+        b"SS" | b"US" | b"OW" => Some(2),
+        b"AT" | b"FL" | b"SL" | b"UL" | b"OF" | b"OL" => Some(4),
+        b"FD" | b"SV" | b"UV" | b"OD" | b"OV" => Some(8),
+        _ => None,
+    }
 }
 
 /// How the element headers of a data set are encoded.
@@ -348,6 +370,17 @@ impl Walker<'_> {
                 self.items(stop, enc, depth + 1, false)?;
                 self.pos = stop;
             } else {
+                if let Some(size) = binary_value_size(&vr) {
+                    if len % size != 0 {
+                        return Err(self.fault(
+                            format!(
+                                "({group:04X},{element:04X}) {} value of {len} bytes is not a multiple of {size}",
+                                String::from_utf8_lossy(&vr)
+                            ),
+                            false,
+                        ));
+                    }
+                }
                 self.skip(len, end, "element value")?;
             }
         }
@@ -365,11 +398,15 @@ impl Walker<'_> {
     ) -> Result<([u8; 2], u32), LengthFault> {
         if !enc.explicit_vr {
             let len = self.u32(end, enc.big_endian)?;
-            // Implicit VR: the parser takes the VR from the dictionary, so a
-            // defined-length sequence is walked too; an undefined length can
-            // only be a sequence.
-            let sequence = len == UNDEFINED || is_dictionary_sequence(tag);
-            return Ok((if sequence { *b"SQ" } else { *b"--" }, len));
+            // Implicit VR: the parser takes the VR from the dictionary, so we
+            // do too (a defined-length sequence is walked; binary values get
+            // the size check); an undefined length can only be a sequence.
+            let vr = if len == UNDEFINED {
+                *b"SQ"
+            } else {
+                dictionary_vr(tag)
+            };
+            return Ok((vr, len));
         }
         let vr = self.take::<2>(end)?;
         // PS3.5 7.1.2: these VRs have a 16-bit length; every other VR, and
