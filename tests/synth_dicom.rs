@@ -231,11 +231,17 @@ fn dcmdjpeg_values(bytes: &[u8]) -> Vec<u16> {
 }
 
 #[test]
-fn synth_dcmtk_syntaxes_round_trip_when_dcmtk_is_installed() {
-    if !(dcmtk("dcmcjpeg") && dcmtk("dcmdjpeg")) {
-        eprintln!("dcmtk not installed: skipping");
+fn synth_dcmtk_syntaxes_round_trip() {
+    // dcmtk is part of the test setup (`make test` installs it); only an
+    // explicit opt-out skips this test.
+    if std::env::var_os("CXR_SKIP_DCMTK_TESTS").is_some() {
+        eprintln!("CXR_SKIP_DCMTK_TESTS set: skipping");
         return;
     }
+    assert!(
+        dcmtk("dcmcjpeg") && dcmtk("dcmdjpeg"),
+        "dcmtk not installed: run `scripts/setup.sh test` (or set CXR_SKIP_DCMTK_TESTS=1)"
+    );
     let lossless = spec_for(OutputSyntax::JpegLossless);
     let case = generate_case(&lossless, 3, 1).expect("case");
     let bytes = dicom_bytes(&case, OutputSyntax::JpegLossless).expect("dcmcjpeg encodes");
