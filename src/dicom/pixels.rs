@@ -354,24 +354,21 @@ fn encapsulated_frame(
         transfer_syntax: transfer_syntax.to_string(),
         detail,
     };
-    let first = encapsulated
-        .fragments
-        .first()
-        .ok_or_else(|| corrupt("encapsulated pixel data has no fragments".into()))?;
-    check_codestream_size(first, module).map_err(corrupt)?;
+    let stream = frame_fragments(
+        encapsulated.fragments,
+        encapsulated.offset_table,
+        module.frames,
+    )
+    .filter(|bytes| !bytes.is_empty())
+    .ok_or_else(|| corrupt("cannot locate frame 1 among the fragments".into()))?;
+    check_codestream_size(&stream, module, transfer_syntax).map_err(corrupt)?;
 
     let is_dct =
         transfer_syntax == uids::JPEG_BASELINE8_BIT || transfer_syntax == uids::JPEG_EXTENDED12_BIT;
-    if is_dct && jpeg12::read_frame_header(first).is_ok_and(|h| h.precision == 12) {
-        return decode_jpeg12(encapsulated, module, transfer_syntax);
+    if is_dct && jpeg12::read_frame_header(&stream).is_ok_and(|h| h.precision == 12) {
+        return decode_jpeg12(&stream, module, transfer_syntax);
     }
     if transfer_syntax == uids::RLE_LOSSLESS {
-        let stream = frame_fragments(
-            encapsulated.fragments,
-            encapsulated.offset_table,
-            module.frames,
-        )
-        .ok_or_else(|| corrupt("cannot locate frame 1 among the fragments".into()))?;
         let pixels = module.rows as usize * module.columns as usize;
         return rle::decode_frame(&stream, pixels, module.bits_allocated)
             .map_err(|e| corrupt(e.to_string()));
@@ -396,7 +393,7 @@ fn encapsulated_frame(
 }
 
 fn decode_jpeg12(
-    encapsulated: &Fragments<'_>,
+    stream: &[u8],
     module: &PixelModule,
     transfer_syntax: &str,
 ) -> Result<Vec<u16>, IngestError> {
@@ -404,14 +401,8 @@ fn decode_jpeg12(
         transfer_syntax: transfer_syntax.to_string(),
         detail,
     };
-    let stream = frame_fragments(
-        encapsulated.fragments,
-        encapsulated.offset_table,
-        module.frames,
-    )
-    .ok_or_else(|| corrupt("cannot locate frame 1 among the fragments".into()))?;
     let max_pixels = u64::from(module.rows) * u64::from(module.columns);
-    let frame = jpeg12::decode(&stream, max_pixels).map_err(|e| corrupt(e.to_string()))?;
+    let frame = jpeg12::decode(stream, max_pixels).map_err(|e| corrupt(e.to_string()))?;
     if u32::from(frame.width) != module.columns
         || u32::from(frame.height) != module.rows
         || frame.components != 1
@@ -467,23 +458,55 @@ fn decoder_error(e: dicom_pixeldata::Error, transfer_syntax: &str) -> IngestErro
     }
 }
 
-/// Refuses codestreams whose own header announces a bigger image than the
-/// DICOM header: decoders size their buffers from the codestream.
-fn check_codestream_size(fragment: &[u8], module: &PixelModule) -> Result<(), String> {
-    let Some((width, height)) = codestream_dimensions(fragment) else {
-        return Ok(());
-    };
-    if width > module.columns || height > module.rows {
-        return Err(format!(
-            "codestream is {width}x{height} but the header says {}x{}",
-            module.columns, module.rows
-        ));
+/// Refuses codestreams that announce a bigger image than the DICOM header:
+/// decoders size their buffers from the codestream's own frame header, and
+/// a hostile stream can hide one after a junk fragment.
+fn check_codestream_size(
+    stream: &[u8],
+    module: &PixelModule,
+    transfer_syntax: &str,
+) -> Result<(), String> {
+    for (width, height) in codestream_frame_sizes(stream, codestream_family(transfer_syntax)) {
+        if width > module.columns || height > module.rows {
+            return Err(format!(
+                "codestream announces {width}x{height} but the header says {}x{}",
+                module.columns, module.rows
+            ));
+        }
     }
     Ok(())
 }
 
-/// Width and height from a JPEG-family SOFn / JPEG-LS SOF55 or a JPEG 2000 SIZ marker.
-fn codestream_dimensions(data: &[u8]) -> Option<(u32, u32)> {
+/// Which frame header a transfer syntax's codestream carries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Family {
+    /// ITU T.81 JPEG: SOFn markers.
+    Jpeg,
+    /// JPEG-LS: SOF55.
+    JpegLs,
+    /// JPEG 2000 / HTJ2K: SIZ right after SOC.
+    Jpeg2000,
+    /// No codestream frame header (RLE, native, unknown).
+    Other,
+}
+
+fn codestream_family(transfer_syntax: &str) -> Family {
+    match transfer_syntax.strip_prefix("1.2.840.10008.1.2.4.") {
+        Some("80" | "81") => Family::JpegLs,
+        Some("90" | "91" | "92" | "93" | "201" | "202" | "203") => Family::Jpeg2000,
+        Some(n) if n.parse::<u32>().is_ok_and(|n| (50..=70).contains(&n)) => Family::Jpeg,
+        _ => Family::Other,
+    }
+}
+
+/// Every frame size a decoder could read from the stream. For JPEG and
+/// JPEG-LS a byte scan, so that nothing a tolerant decoder might find is
+/// missed: byte stuffing keeps SOFn (after `FF`, a byte of `C0`–`CF`) out of
+/// JPEG entropy-coded data, and bit stuffing keeps any byte ≥ `80` after `FF`
+/// out of JPEG-LS data, so a match off the header means a corrupt stream.
+/// JPEG 2000 packet data may contain those bytes, but its SIZ must directly
+/// follow SOC at the start.
+fn codestream_frame_sizes(data: &[u8], family: Family) -> Vec<(u32, u32)> {
     let be16 = |i: usize| {
         data.get(i..i + 2)
             .map(|b| u32::from(u16::from_be_bytes([b[0], b[1]])))
@@ -492,34 +515,29 @@ fn codestream_dimensions(data: &[u8]) -> Option<(u32, u32)> {
         data.get(i..i + 4)
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     };
-    match data.get(..4)? {
-        [0xFF, 0x4F, 0xFF, 0x51] => {
+    // SOFn / SOF55: Lf, P, Y (height), X (width).
+    let sof_at = |i: usize| be16(i + 5).zip(be16(i + 7)).map(|(h, w)| (w, h));
+    let is_sof = |m: u8| match family {
+        Family::Jpeg => matches!(m, 0xC0..=0xCF) && !matches!(m, 0xC4 | 0xC8 | 0xCC),
+        Family::JpegLs => m == 0xF7,
+        _ => false,
+    };
+    match family {
+        Family::Jpeg | Family::JpegLs => (0..data.len().saturating_sub(1))
+            .filter(|&i| data[i] == 0xFF && is_sof(data[i + 1]))
+            .filter_map(sof_at)
+            .collect(),
+        Family::Jpeg2000 if data.starts_with(&[0xFF, 0x4F, 0xFF, 0x51]) => {
             // SIZ: Lsiz, Rsiz, Xsiz, Ysiz, XOsiz, YOsiz.
-            let (x, y) = (be32(8)?, be32(12)?);
-            let (xo, yo) = (be32(16)?, be32(20)?);
-            Some((x.checked_sub(xo)?, y.checked_sub(yo)?))
-        }
-        [0xFF, 0xD8, ..] => {
-            let mut i = 2;
-            while i + 4 <= data.len() {
-                if data[i] != 0xFF {
-                    return None;
-                }
-                let marker = data[i + 1];
-                if marker == 0xFF {
-                    i += 1;
-                    continue;
-                }
-                let is_sof =
-                    matches!(marker, 0xC0..=0xCF | 0xF7) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
-                if is_sof {
-                    return Some((be16(i + 7)?, be16(i + 5)?));
-                }
-                i += 2 + be16(i + 2)? as usize;
+            match (be32(8), be32(12), be32(16), be32(20)) {
+                (Some(x), Some(y), xo, yo) => vec![(
+                    xo.and_then(|o| x.checked_sub(o)).unwrap_or(x),
+                    yo.and_then(|o| y.checked_sub(o)).unwrap_or(y),
+                )],
+                _ => Vec::new(),
             }
-            None
         }
-        _ => None,
+        _ => Vec::new(),
     }
 }
 
@@ -607,14 +625,33 @@ mod tests {
         let jpeg = [
             0xFF, 0xD8, 0xFF, 0xC1, 0, 11, 12, 0x01, 0x00, 0x02, 0x00, 1, 1, 0x11, 0,
         ];
-        assert_eq!(codestream_dimensions(&jpeg), Some((512, 256)));
+        assert_eq!(
+            codestream_frame_sizes(&jpeg, Family::Jpeg),
+            vec![(512, 256)]
+        );
+        // A second frame header hidden after junk is found too.
+        let mut hidden = jpeg.to_vec();
+        hidden.extend_from_slice(&[0x12, 0x34, 0xFF, 0xC0, 0, 11, 8, 0xFF, 0xFF, 0xFF, 0xFF]);
+        assert_eq!(
+            codestream_frame_sizes(&hidden, Family::Jpeg)[1],
+            (65535, 65535)
+        );
         let mut j2k = vec![0xFF, 0x4F, 0xFF, 0x51, 0, 41, 0, 0];
         j2k.extend_from_slice(&640u32.to_be_bytes());
         j2k.extend_from_slice(&480u32.to_be_bytes());
         j2k.extend_from_slice(&0u32.to_be_bytes());
         j2k.extend_from_slice(&0u32.to_be_bytes());
-        assert_eq!(codestream_dimensions(&j2k), Some((640, 480)));
-        assert_eq!(codestream_dimensions(b"garbage"), None);
+        assert_eq!(
+            codestream_frame_sizes(&j2k, Family::Jpeg2000),
+            vec![(640, 480)]
+        );
+        assert!(codestream_frame_sizes(b"garbage", Family::Jpeg).is_empty());
+        assert_eq!(
+            codestream_family("1.2.840.10008.1.2.4.201"),
+            Family::Jpeg2000
+        );
+        assert_eq!(codestream_family("1.2.840.10008.1.2.4.57"), Family::Jpeg);
+        assert_eq!(codestream_family("1.2.840.10008.1.2.5"), Family::Other);
     }
 
     #[test]
