@@ -5,7 +5,7 @@ use std::process::Command;
 
 use cxr_triage::synth::{
     dicom_bytes, generate_batch, generate_case, write_sidecars, CaseSpec, Encoder, ModalityChoice,
-    OutputSyntax, PhotometricChoice, SyntheticCase, ViewChoice, WriteError,
+    OutputSyntax, PhotometricChoice, SyntheticCase, ViewChoice,
 };
 use dicom_dictionary_std::tags;
 use dicom_object::{from_reader, DefaultDicomObject};
@@ -266,13 +266,19 @@ fn synth_dcmtk_syntaxes_round_trip() {
 }
 
 #[test]
-fn synth_jpeg2000_fails_with_a_clear_reason() {
-    let case = generate_case(&spec_for(OutputSyntax::ExplicitLe), 1, 1).expect("case");
-    for syntax in [OutputSyntax::J2k, OutputSyntax::J2kLossless] {
-        let err = dicom_bytes(&case, syntax).expect_err("no J2K encoder");
-        assert!(matches!(err, WriteError::Unsupported { .. }));
-        assert!(err.to_string().contains("JPEG 2000 output needs"));
-    }
+fn synth_jpeg2000_round_trips_through_openjpeg() {
+    let case = generate_case(&spec_for(OutputSyntax::J2kLossless), 1, 1).expect("case");
+    let bytes = dicom_bytes(&case, OutputSyntax::J2kLossless).expect("opj_compress encodes");
+    let obj = parse(&bytes);
+    assert_eq!(
+        obj.meta().transfer_syntax().trim_end_matches('\0'),
+        "1.2.840.10008.1.2.4.90"
+    );
+    assert_eq!(decoded(&obj), case.pixels, "reversible J2K is exact");
+    let lossy = dicom_bytes(&case, OutputSyntax::J2k).expect("opj_compress encodes");
+    assert!(lossy.len() < bytes.len(), "10:1 is smaller than lossless");
+    let err = max_abs_diff(&decoded(&parse(&lossy)), &case.pixels);
+    assert!(err > 0 && err < 1 << 10, "lossy J2K error {err} at 14 bits");
 }
 
 #[test]

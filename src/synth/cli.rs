@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use super::batch::{generate_batch, write_sidecars};
 use super::encode::check_syntax_available;
 use super::spec::{CaseSpec, FindingSet, ModalityChoice, PhotometricChoice, ViewChoice};
-use super::syntax::{syntax_table, OutputSyntax, J2K_UNAVAILABLE};
+use super::syntax::{syntax_table, OutputSyntax};
 
 /// A finding type on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,7 +137,8 @@ pub struct SynthArgs {
 
 fn after_help() -> String {
     format!(
-        "Transfer syntaxes:\n{}\n\n{J2K_UNAVAILABLE}.\n\n\
+        "Transfer syntaxes:\n{}\n\nJPEG 2000 output is encoded by OpenJPEG's opj_compress \
+         (Debian package libopenjp2-tools) as a raw J2K codestream.\n\n\
          Outputs: DIR/NNNNNN.dcm; DIR/ground_truth.jsonl, one JSON object per image \
          (file, SOP Instance UID, view, modality, size, pixel spacing, findings with \
          type nodule|tb, bbox [x0,y0,x1,y1] half-open in stored-image pixels, nodule \
@@ -283,6 +284,6 @@ mod tests {
         for s in OutputSyntax::ALL {
             assert!(help.contains(s.name()), "{} missing from help", s.name());
         }
-        assert!(help.contains("JPEG 2000 output needs"));
+        assert!(help.contains("opj_compress"));
     }
 }

@@ -1,7 +1,8 @@
 //! Writing a case as a DICOM Part 10 file in a chosen transfer syntax:
 //! native syntaxes by dicom-object, RLE by this crate, JPEG baseline and
 //! JPEG-LS by dicom-pixeldata's transcoder, JPEG extended and JPEG lossless
-//! by dcmtk's `dcmcjpeg` (if on PATH), JPEG 2000 not at all.
+//! by dcmtk's `dcmcjpeg` (if on PATH), JPEG 2000 by OpenJPEG's `opj_compress`
+//! (if on PATH).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -91,6 +92,11 @@ pub fn dicom_bytes(case: &SyntheticCase, syntax: OutputSyntax) -> Result<Vec<u8>
             to_bytes(&obj)
         }
         Encoder::Dcmtk { tool, args } => via_dcmtk(&obj, syntax, tool, args),
+        Encoder::OpenJpeg { args } => {
+            let codestream = via_opj_compress(case, syntax, args)?;
+            encapsulate(&mut obj, codestream, syntax)?;
+            to_bytes(&obj)
+        }
         Encoder::Unavailable(reason) => Err(WriteError::Unsupported {
             syntax: syntax.name(),
             reason: reason.to_string(),
@@ -120,6 +126,14 @@ pub fn check_syntax_available(syntax: OutputSyntax) -> Result<(), WriteError> {
             syntax: syntax.name(),
             reason: reason.to_string(),
         }),
+        Encoder::OpenJpeg { .. } => match Command::new(OPJ_COMPRESS).arg("-h").output() {
+            Ok(_) => Ok(()),
+            Err(e) => Err(WriteError::ToolMissing {
+                syntax: syntax.name(),
+                tool: OPJ_COMPRESS,
+                detail: format!("{e} (apt-get install libopenjp2-tools)"),
+            }),
+        },
         Encoder::Dcmtk { tool, .. } => match Command::new(tool).arg("--version").output() {
             Ok(out) if out.status.success() => Ok(()),
             Ok(out) => Err(WriteError::ToolMissing {
@@ -202,6 +216,19 @@ fn encapsulate_rle(
         .get(..frame_len)
         .ok_or_else(|| WriteError::Build("pixel data shorter than one frame".into()))?;
     let fragment = rle::encode_frame(frame, m.height as usize, m.width as usize, bytes_per_sample);
+    encapsulate(obj, fragment, OutputSyntax::Rle)
+}
+
+/// Replaces the native pixel data with one encapsulated frame.
+fn encapsulate(
+    obj: &mut FileDicomObject<InMemDicomObject>,
+    mut fragment: Vec<u8>,
+    syntax: OutputSyntax,
+) -> Result<(), WriteError> {
+    // Fragments have even length.
+    if fragment.len() % 2 == 1 {
+        fragment.push(0);
+    }
     let seq = PixelFragmentSequence::new(vec![0u32], vec![fragment]);
     obj.put(DataElement::new_with_len(
         tags::PIXEL_DATA,
@@ -209,7 +236,68 @@ fn encapsulate_rle(
         Length::UNDEFINED,
         seq,
     ));
-    set_syntax(obj, OutputSyntax::Rle)
+    set_syntax(obj, syntax)
+}
+
+/// OpenJPEG's command-line encoder (Debian package libopenjp2-tools).
+const OPJ_COMPRESS: &str = "opj_compress";
+
+/// Encodes the stored values as a J2K codestream with `opj_compress`, through
+/// a 16-bit PGM whose maxval sets the precision to Bits Stored.
+fn via_opj_compress(
+    case: &SyntheticCase,
+    syntax: OutputSyntax,
+    args: &[&str],
+) -> Result<Vec<u8>, WriteError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let stem = format!("cxr-synth-{}-{n}", std::process::id());
+    let input = std::env::temp_dir().join(format!("{stem}.pgm"));
+    let output = std::env::temp_dir().join(format!("{stem}.j2k"));
+    let result = run_opj_compress(case, syntax, args, &input, &output);
+    let _ = std::fs::remove_file(&input);
+    let _ = std::fs::remove_file(&output);
+    result
+}
+
+fn run_opj_compress(
+    case: &SyntheticCase,
+    syntax: OutputSyntax,
+    args: &[&str],
+    input: &Path,
+    output: &Path,
+) -> Result<Vec<u8>, WriteError> {
+    let io = |path: &Path, source| WriteError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let m = &case.meta;
+    let maxval = (1u32 << m.bits_stored) - 1;
+    let mut pgm = format!("P5\n{} {}\n{maxval}\n", m.width, m.height).into_bytes();
+    for v in &case.pixels {
+        pgm.extend_from_slice(&v.to_be_bytes());
+    }
+    std::fs::write(input, pgm).map_err(|e| io(input, e))?;
+    let out = Command::new(OPJ_COMPRESS)
+        .args(args)
+        .arg("-i")
+        .arg(input)
+        .arg("-o")
+        .arg(output)
+        .output()
+        .map_err(|e| WriteError::ToolMissing {
+            syntax: syntax.name(),
+            tool: OPJ_COMPRESS,
+            detail: format!("{e} (apt-get install libopenjp2-tools)"),
+        })?;
+    if !out.status.success() {
+        return Err(WriteError::ToolFailed {
+            syntax: syntax.name(),
+            tool: OPJ_COMPRESS,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    std::fs::read(output).map_err(|e| io(output, e))
 }
 
 /// JPEG baseline and JPEG-LS through dicom-pixeldata's transcoder.

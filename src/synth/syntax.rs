@@ -1,6 +1,6 @@
 //! Output transfer syntaxes: short names, UIDs, limits, and who encodes
 //! them — dicom-rs in-process, this crate's RLE encoder, dcmtk's command-line
-//! tools, or nobody (JPEG 2000).
+//! tools, or OpenJPEG's `opj_compress` (JPEG 2000).
 
 use clap::ValueEnum;
 use serde::Serialize;
@@ -38,10 +38,10 @@ pub enum OutputSyntax {
     /// JPEG-LS near-lossless, 1.2.840.10008.1.2.4.81 (in-process, CharLS).
     #[value(name = "jpeg-ls-near")]
     JpegLsNear,
-    /// JPEG 2000 lossless, 1.2.840.10008.1.2.4.90: no encoder available (see help).
+    /// JPEG 2000 lossless, 1.2.840.10008.1.2.4.90 (OpenJPEG opj_compress, reversible).
     #[value(name = "j2k-lossless")]
     J2kLossless,
-    /// JPEG 2000 lossy, 1.2.840.10008.1.2.4.91: no encoder available (see help).
+    /// JPEG 2000 lossy, 1.2.840.10008.1.2.4.91 (OpenJPEG opj_compress, 9/7 at 10:1).
     #[value(name = "j2k")]
     J2k,
 }
@@ -53,6 +53,12 @@ pub enum Encoder {
     Native,
     /// Encapsulated pixel data encoded in this process.
     InProcess,
+    /// Encoded from a PGM by OpenJPEG's `opj_compress` (Debian package
+    /// libopenjp2-tools), as a raw J2K codestream, then encapsulated here.
+    OpenJpeg {
+        /// Options before `-i` / `-o`.
+        args: &'static [&'static str],
+    },
     /// Transcoded from Explicit VR Little Endian by a dcmtk tool.
     Dcmtk {
         /// Program name.
@@ -63,12 +69,6 @@ pub enum Encoder {
     /// No encoder: the reason, for the error message.
     Unavailable(&'static str),
 }
-
-/// Why JPEG 2000 cannot be written; shown in `--help` and in the error.
-pub const J2K_UNAVAILABLE: &str = "JPEG 2000 output needs a JPEG 2000 encoder: \
-    dicom-transfer-syntax-registry 0.10 only decodes JPEG 2000 and dcmtk has no \
-    JPEG 2000 encoder; adding the `jpeg2k` crate (OpenJPEG bindings) as a \
-    dependency would allow in-process encoding";
 
 impl OutputSyntax {
     /// Every syntax, in help order.
@@ -167,7 +167,12 @@ impl OutputSyntax {
                 tool: "dcmcjpeg",
                 args: &["+e1", "+un"],
             },
-            OutputSyntax::J2kLossless | OutputSyntax::J2k => Encoder::Unavailable(J2K_UNAVAILABLE),
+            // Reversible 5/3 wavelet: exact.
+            OutputSyntax::J2kLossless => Encoder::OpenJpeg { args: &[] },
+            // Irreversible 9/7 wavelet at 10:1, like NEMA's RG1_J2KI.
+            OutputSyntax::J2k => Encoder::OpenJpeg {
+                args: &["-I", "-r", "10"],
+            },
         }
     }
 
@@ -201,6 +206,7 @@ pub fn syntax_table() -> String {
                 Encoder::Native => "in-process".to_string(),
                 Encoder::InProcess => "in-process".to_string(),
                 Encoder::Dcmtk { tool, .. } => format!("needs dcmtk `{tool}` on PATH"),
+                Encoder::OpenJpeg { .. } => "needs OpenJPEG `opj_compress` on PATH".to_string(),
                 Encoder::Unavailable(_) => "not available (no encoder)".to_string(),
             };
             format!("  {:<14} {:<24} {}", s.name(), s.uid(), how)
