@@ -8,21 +8,6 @@ use cxr_triage::synth::{
     SyntheticCase, ViewChoice,
 };
 
-const SYNTAXES: [OutputSyntax; 12] = [
-    OutputSyntax::ImplicitLe,
-    OutputSyntax::ExplicitLe,
-    OutputSyntax::ExplicitBe,
-    OutputSyntax::Deflated,
-    OutputSyntax::Rle,
-    OutputSyntax::JpegBaseline,
-    OutputSyntax::JpegExtended,
-    OutputSyntax::JpegLossless,
-    OutputSyntax::JpegLs,
-    OutputSyntax::JpegLsNear,
-    OutputSyntax::J2kLossless,
-    OutputSyntax::J2k,
-];
-
 fn ingest(case: &SyntheticCase, syntax: OutputSyntax) -> Radiograph {
     let bytes = dicom_bytes(case, syntax).unwrap_or_else(|e| panic!("{syntax:?}: {e}"));
     read_bytes(&bytes, &IngestLimits::default()).unwrap_or_else(|e| panic!("{syntax:?}: {e}"))
@@ -39,7 +24,7 @@ fn spec(syntax: OutputSyntax) -> CaseSpec {
 
 #[test]
 fn synth_every_syntax_ingests_to_the_case_pixels() {
-    for syntax in SYNTAXES {
+    for syntax in OutputSyntax::ALL {
         if matches!(
             syntax.encoder(),
             Encoder::Dcmtk { .. } | Encoder::OpenJpeg { .. }

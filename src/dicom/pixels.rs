@@ -338,6 +338,14 @@ fn from_le_bytes(bytes: &[u8], bits_allocated: u16) -> Vec<u16> {
     }
 }
 
+/// A [`IngestError::CorruptPixelData`] for a stream in `transfer_syntax`.
+fn corrupt_in(transfer_syntax: &str, detail: String) -> IngestError {
+    IngestError::CorruptPixelData {
+        transfer_syntax: transfer_syntax.to_string(),
+        detail,
+    }
+}
+
 /// The fragments of encapsulated pixel data and their Basic Offset Table.
 struct Fragments<'a> {
     fragments: &'a [Vec<u8>],
@@ -350,10 +358,7 @@ fn encapsulated_frame(
     module: &PixelModule,
     transfer_syntax: &str,
 ) -> Result<Vec<u16>, IngestError> {
-    let corrupt = |detail: String| IngestError::CorruptPixelData {
-        transfer_syntax: transfer_syntax.to_string(),
-        detail,
-    };
+    let corrupt = |detail: String| corrupt_in(transfer_syntax, detail);
     let stream = frame_fragments(
         encapsulated.fragments,
         encapsulated.offset_table,
@@ -397,10 +402,7 @@ fn decode_jpeg12(
     module: &PixelModule,
     transfer_syntax: &str,
 ) -> Result<Vec<u16>, IngestError> {
-    let corrupt = |detail: String| IngestError::CorruptPixelData {
-        transfer_syntax: transfer_syntax.to_string(),
-        detail,
-    };
+    let corrupt = |detail: String| corrupt_in(transfer_syntax, detail);
     let max_pixels = u64::from(module.rows) * u64::from(module.columns);
     let frame = jpeg12::decode(stream, max_pixels).map_err(|e| corrupt(e.to_string()))?;
     if u32::from(frame.width) != module.columns
