@@ -468,15 +468,38 @@ fn check_codestream_size(
     module: &PixelModule,
     transfer_syntax: &str,
 ) -> Result<(), String> {
-    for (width, height) in codestream_frame_sizes(stream, codestream_family(transfer_syntax)) {
+    for frame in codestream_frame_headers(stream, codestream_family(transfer_syntax)) {
+        let (width, height) = (frame.width, frame.height);
         if width > module.columns || height > module.rows {
             return Err(format!(
                 "codestream announces {width}x{height} but the header says {}x{}",
                 module.columns, module.rows
             ));
         }
+        if frame.components != u32::from(module.samples_per_pixel) {
+            return Err(format!(
+                "codestream has {} component(s) but the header says {} sample(s) per pixel",
+                frame.components, module.samples_per_pixel
+            ));
+        }
+        if frame.precision > u32::from(module.bits_allocated) {
+            return Err(format!(
+                "codestream precision is {} bits but Bits Allocated is {}",
+                frame.precision, module.bits_allocated
+            ));
+        }
     }
     Ok(())
+}
+
+/// What a codestream's frame header says a decoder will produce.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CodestreamFrame {
+    width: u32,
+    height: u32,
+    /// Bits per sample.
+    precision: u32,
+    components: u32,
 }
 
 /// Which frame header a transfer syntax's codestream carries.
@@ -501,14 +524,14 @@ fn codestream_family(transfer_syntax: &str) -> Family {
     }
 }
 
-/// Every frame size a decoder could read from the stream. For JPEG and
+/// Every frame header a decoder could read from the stream. For JPEG and
 /// JPEG-LS a byte scan, so that nothing a tolerant decoder might find is
 /// missed: byte stuffing keeps SOFn (after `FF`, a byte of `C0`–`CF`) out of
 /// JPEG entropy-coded data, and bit stuffing keeps any byte ≥ `80` after `FF`
 /// out of JPEG-LS data, so a match off the header means a corrupt stream.
 /// JPEG 2000 packet data may contain those bytes, but its SIZ must directly
 /// follow SOC at the start.
-fn codestream_frame_sizes(data: &[u8], family: Family) -> Vec<(u32, u32)> {
+fn codestream_frame_headers(data: &[u8], family: Family) -> Vec<CodestreamFrame> {
     let be16 = |i: usize| {
         data.get(i..i + 2)
             .map(|b| u32::from(u16::from_be_bytes([b[0], b[1]])))
@@ -518,7 +541,16 @@ fn codestream_frame_sizes(data: &[u8], family: Family) -> Vec<(u32, u32)> {
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     };
     // SOFn / SOF55: Lf, P, Y (height), X (width).
-    let sof_at = |i: usize| be16(i + 5).zip(be16(i + 7)).map(|(h, w)| (w, h));
+    let byte = |i: usize| data.get(i).map(|b| u32::from(*b));
+    // SOFn / SOF55: Lf, P, Y (height), X (width), Nf.
+    let sof_at = |i: usize| {
+        Some(CodestreamFrame {
+            precision: byte(i + 4)?,
+            height: be16(i + 5)?,
+            width: be16(i + 7)?,
+            components: byte(i + 9)?,
+        })
+    };
     let is_sof = |m: u8| match family {
         Family::Jpeg => matches!(m, 0xC0..=0xCF) && !matches!(m, 0xC4 | 0xC8 | 0xCC),
         Family::JpegLs => m == 0xF7,
@@ -530,14 +562,19 @@ fn codestream_frame_sizes(data: &[u8], family: Family) -> Vec<(u32, u32)> {
             .filter_map(sof_at)
             .collect(),
         Family::Jpeg2000 if data.starts_with(&[0xFF, 0x4F, 0xFF, 0x51]) => {
-            // SIZ: Lsiz, Rsiz, Xsiz, Ysiz, XOsiz, YOsiz.
-            match (be32(8), be32(12), be32(16), be32(20)) {
-                (Some(x), Some(y), xo, yo) => vec![(
-                    xo.and_then(|o| x.checked_sub(o)).unwrap_or(x),
-                    yo.and_then(|o| y.checked_sub(o)).unwrap_or(y),
-                )],
-                _ => Vec::new(),
-            }
+            // SIZ: Lsiz, Rsiz, Xsiz, Ysiz, XOsiz, YOsiz, XTsiz, YTsiz,
+            // XTOsiz, YTOsiz, Csiz, then Ssiz (precision - 1) per component.
+            let siz = || {
+                let (x, y) = (be32(8)?, be32(12)?);
+                let (xo, yo) = (be32(16)?, be32(20)?);
+                Some(CodestreamFrame {
+                    width: x.checked_sub(xo).unwrap_or(x),
+                    height: y.checked_sub(yo).unwrap_or(y),
+                    components: be16(40)?,
+                    precision: (byte(42)? & 0x7F) + 1,
+                })
+            };
+            siz().into_iter().collect()
         }
         _ => Vec::new(),
     }
@@ -623,31 +660,33 @@ mod tests {
 
     #[test]
     fn codestream_dimensions_are_read_from_sof_and_siz() {
+        let sizes = |d: &[u8], f| -> Vec<(u32, u32)> {
+            codestream_frame_headers(d, f)
+                .iter()
+                .map(|h| (h.width, h.height))
+                .collect()
+        };
         // SOI, SOF1 len 11, precision 12, height 0x0100, width 0x0200, 1 comp.
         let jpeg = [
             0xFF, 0xD8, 0xFF, 0xC1, 0, 11, 12, 0x01, 0x00, 0x02, 0x00, 1, 1, 0x11, 0,
         ];
-        assert_eq!(
-            codestream_frame_sizes(&jpeg, Family::Jpeg),
-            vec![(512, 256)]
-        );
+        assert_eq!(sizes(&jpeg, Family::Jpeg), vec![(512, 256)]);
+        let header = codestream_frame_headers(&jpeg, Family::Jpeg)[0];
+        assert_eq!((header.precision, header.components), (12, 1));
         // A second frame header hidden after junk is found too.
         let mut hidden = jpeg.to_vec();
-        hidden.extend_from_slice(&[0x12, 0x34, 0xFF, 0xC0, 0, 11, 8, 0xFF, 0xFF, 0xFF, 0xFF]);
-        assert_eq!(
-            codestream_frame_sizes(&hidden, Family::Jpeg)[1],
-            (65535, 65535)
-        );
+        hidden.extend_from_slice(&[0x12, 0x34, 0xFF, 0xC0, 0, 11, 8, 0xFF, 0xFF, 0xFF, 0xFF, 1]);
+        assert_eq!(sizes(&hidden, Family::Jpeg)[1], (65535, 65535));
+        // SOC, SIZ: Lsiz, Rsiz, 640 x 480, no offsets, tiles, 1 component of 12 bits.
         let mut j2k = vec![0xFF, 0x4F, 0xFF, 0x51, 0, 41, 0, 0];
-        j2k.extend_from_slice(&640u32.to_be_bytes());
-        j2k.extend_from_slice(&480u32.to_be_bytes());
-        j2k.extend_from_slice(&0u32.to_be_bytes());
-        j2k.extend_from_slice(&0u32.to_be_bytes());
-        assert_eq!(
-            codestream_frame_sizes(&j2k, Family::Jpeg2000),
-            vec![(640, 480)]
-        );
-        assert!(codestream_frame_sizes(b"garbage", Family::Jpeg).is_empty());
+        for v in [640u32, 480, 0, 0, 640, 480, 0, 0] {
+            j2k.extend_from_slice(&v.to_be_bytes());
+        }
+        j2k.extend_from_slice(&[0, 1, 11, 1, 1]);
+        assert_eq!(sizes(&j2k, Family::Jpeg2000), vec![(640, 480)]);
+        let header = codestream_frame_headers(&j2k, Family::Jpeg2000)[0];
+        assert_eq!((header.precision, header.components), (12, 1));
+        assert!(sizes(b"garbage", Family::Jpeg).is_empty());
         assert_eq!(
             codestream_family("1.2.840.10008.1.2.4.201"),
             Family::Jpeg2000
