@@ -180,14 +180,20 @@ fn bits_wanted(syntax: OutputSyntax) -> String {
     }
 }
 
+/// The registry's entry for `syntax`.
+fn registry_entry(
+    syntax: OutputSyntax,
+) -> Result<&'static dicom_encoding::transfer_syntax::TransferSyntax, WriteError> {
+    TransferSyntaxRegistry.get(syntax.uid()).ok_or_else(|| {
+        WriteError::Build(format!("transfer syntax {} not in registry", syntax.uid()))
+    })
+}
+
 fn set_syntax(
     obj: &mut FileDicomObject<InMemDicomObject>,
     syntax: OutputSyntax,
 ) -> Result<(), WriteError> {
-    let ts = TransferSyntaxRegistry.get(syntax.uid()).ok_or_else(|| {
-        WriteError::Build(format!("transfer syntax {} not in registry", syntax.uid()))
-    })?;
-    obj.meta_mut().set_transfer_syntax(ts);
+    obj.meta_mut().set_transfer_syntax(registry_entry(syntax)?);
     Ok(())
 }
 
@@ -249,15 +255,9 @@ fn via_opj_compress(
     syntax: OutputSyntax,
     args: &[&str],
 ) -> Result<Vec<u8>, WriteError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let stem = format!("cxr-synth-{}-{n}", std::process::id());
-    let input = std::env::temp_dir().join(format!("{stem}.pgm"));
-    let output = std::env::temp_dir().join(format!("{stem}.j2k"));
-    let result = run_opj_compress(case, syntax, args, &input, &output);
-    let _ = std::fs::remove_file(&input);
-    let _ = std::fs::remove_file(&output);
-    result
+    with_temp_files("pgm", "j2k", |input, output| {
+        run_opj_compress(case, syntax, args, input, output)
+    })
 }
 
 fn run_opj_compress(
@@ -305,9 +305,7 @@ fn transcode_in_process(
     obj: &mut FileDicomObject<InMemDicomObject>,
     syntax: OutputSyntax,
 ) -> Result<(), WriteError> {
-    let ts = TransferSyntaxRegistry.get(syntax.uid()).ok_or_else(|| {
-        WriteError::Build(format!("transfer syntax {} not in registry", syntax.uid()))
-    })?;
+    let ts = registry_entry(syntax)?;
     let mut options = EncodeOptions::new();
     let method = match syntax {
         OutputSyntax::JpegBaseline => {
@@ -341,12 +339,24 @@ fn via_dcmtk(
     tool: &'static str,
     args: &[&str],
 ) -> Result<Vec<u8>, WriteError> {
+    with_temp_files("dcm", "dcm", |input, output| {
+        run_dcmtk(obj, syntax, tool, args, input, output)
+    })
+}
+
+/// Runs `f` with two fresh paths in the temporary directory (input and
+/// output of an external encoder) and removes both afterwards.
+fn with_temp_files<T>(
+    input_ext: &str,
+    output_ext: &str,
+    f: impl FnOnce(&Path, &Path) -> Result<T, WriteError>,
+) -> Result<T, WriteError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let stem = format!("cxr-synth-{}-{n}", std::process::id());
-    let input = std::env::temp_dir().join(format!("{stem}-in.dcm"));
-    let output = std::env::temp_dir().join(format!("{stem}-out.dcm"));
-    let result = run_dcmtk(obj, syntax, tool, args, &input, &output);
+    let input = std::env::temp_dir().join(format!("{stem}-in.{input_ext}"));
+    let output = std::env::temp_dir().join(format!("{stem}-out.{output_ext}"));
+    let result = f(&input, &output);
     let _ = std::fs::remove_file(&input);
     let _ = std::fs::remove_file(&output);
     result
