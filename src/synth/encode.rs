@@ -267,37 +267,31 @@ fn run_opj_compress(
     input: &Path,
     output: &Path,
 ) -> Result<Vec<u8>, WriteError> {
-    let io = |path: &Path, source| WriteError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
     let m = &case.meta;
     let maxval = (1u32 << m.bits_stored) - 1;
     let mut pgm = format!("P5\n{} {}\n{maxval}\n", m.width, m.height).into_bytes();
     for v in &case.pixels {
         pgm.extend_from_slice(&v.to_be_bytes());
     }
-    std::fs::write(input, pgm).map_err(|e| io(input, e))?;
-    let out = Command::new(OPJ_COMPRESS)
+    let mut command = Command::new(OPJ_COMPRESS);
+    command
         .args(args)
         .arg("-i")
         .arg(input)
         .arg("-o")
-        .arg(output)
-        .output()
-        .map_err(|e| WriteError::ToolMissing {
-            syntax: syntax.name(),
-            tool: OPJ_COMPRESS,
-            detail: format!("{e} (apt-get install libopenjp2-tools)"),
-        })?;
-    if !out.status.success() {
-        return Err(WriteError::ToolFailed {
-            syntax: syntax.name(),
-            tool: OPJ_COMPRESS,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    std::fs::read(output).map_err(|e| io(output, e))
+        .arg(output);
+    run_encoder(syntax, OPJ_COMPRESS, command, &pgm, input, output).map_err(|e| match e {
+        WriteError::ToolMissing {
+            syntax,
+            tool,
+            detail,
+        } => WriteError::ToolMissing {
+            syntax,
+            tool,
+            detail: format!("{detail} (apt-get install libopenjp2-tools)"),
+        },
+        other => other,
+    })
 }
 
 /// JPEG baseline and JPEG-LS through dicom-pixeldata's transcoder.
@@ -370,17 +364,28 @@ fn run_dcmtk(
     input: &Path,
     output: &Path,
 ) -> Result<Vec<u8>, WriteError> {
+    let mut command = Command::new(tool);
+    command.args(args).arg(input).arg(output);
+    run_encoder(syntax, tool, command, &to_bytes(obj)?, input, output)
+}
+
+/// Writes `input_bytes` to `input`, runs an external encoder that writes
+/// `output`, and returns what it wrote; a missing tool and a failed run are
+/// told apart.
+fn run_encoder(
+    syntax: OutputSyntax,
+    tool: &'static str,
+    mut command: Command,
+    input_bytes: &[u8],
+    input: &Path,
+    output: &Path,
+) -> Result<Vec<u8>, WriteError> {
     let io = |path: &Path, source| WriteError::Io {
         path: path.to_path_buf(),
         source,
     };
-    std::fs::write(input, to_bytes(obj)?).map_err(|e| io(input, e))?;
-    let run = Command::new(tool)
-        .args(args)
-        .arg(input)
-        .arg(output)
-        .output();
-    let out = run.map_err(|e| WriteError::ToolMissing {
+    std::fs::write(input, input_bytes).map_err(|e| io(input, e))?;
+    let out = command.output().map_err(|e| WriteError::ToolMissing {
         syntax: syntax.name(),
         tool,
         detail: e.to_string(),
