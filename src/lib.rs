@@ -11,10 +11,13 @@
 //! - [`cli`]: the `cxr-triage` subcommands.
 //! - [`dicom`]: parse, validate and decode a DICOM object into a
 //!   [`dicom::Radiograph`], or say with a typed reason why it cannot be read.
+//! - [`preprocess`]: model-input tensors and the geometry that maps model
+//!   coordinates back to image pixels.
 //! - [`synth`]: synthetic chest radiographs with known findings, for model
 //!   training, tests and load tests. Not clinical data.
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod dicom;
+pub mod preprocess;
 pub mod synth;

@@ -2,12 +2,14 @@
 //! the library stage that does the work.
 
 mod inspect;
+mod preprocess;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 pub use inspect::InspectArgs;
+pub use preprocess::PreprocessArgs;
 
 /// AI triage of chest radiographs (tuberculosis, malignant lung nodules).
 #[derive(Debug, Parser)]
@@ -31,6 +33,9 @@ pub enum Command {
     /// Generate synthetic chest radiographs (DICOM) with known findings, for
     /// training, tests and load tests. Not patient data.
     Synth(crate::synth::SynthArgs),
+    /// Write the model-input tensors of DICOM files to a NumPy .npy file
+    /// (what the engine feeds a model; for training and debugging).
+    Preprocess(PreprocessArgs),
 }
 
 impl Command {
@@ -39,6 +44,7 @@ impl Command {
         match self {
             Command::Inspect(args) => inspect::run(&args),
             Command::Synth(args) => crate::synth::run(&args).map(|()| ExitCode::SUCCESS),
+            Command::Preprocess(args) => preprocess::run(&args),
         }
     }
 }
