@@ -11,13 +11,19 @@
 //! - [`cli`]: the `cxr-triage` subcommands.
 //! - [`dicom`]: parse, validate and decode a DICOM object into a
 //!   [`dicom::Radiograph`], or say with a typed reason why it cannot be read.
+//! - [`engine`]: model manifests, ONNX Runtime sessions (CUDA/TensorRT with
+//!   CPU fallback), dynamic batching, warm-up.
 //! - [`preprocess`]: model-input tensors and the geometry that maps model
 //!   coordinates back to image pixels.
 //! - [`synth`]: synthetic chest radiographs with known findings, for model
 //!   training, tests and load tests. Not clinical data.
+//! - [`triage`]: scores → findings (calibration, operating points) and
+//!   heatmaps and regions on the original image.
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod dicom;
+pub mod engine;
 pub mod preprocess;
 pub mod synth;
+pub mod triage;

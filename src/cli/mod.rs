@@ -1,14 +1,18 @@
 //! Command-line interface: one subcommand per job, each a thin wrapper over
 //! the library stage that does the work.
 
+mod analyze;
 mod inspect;
+mod models;
 mod preprocess;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use analyze::AnalyzeArgs;
 pub use inspect::InspectArgs;
+pub use models::ModelsArgs;
 pub use preprocess::PreprocessArgs;
 
 /// AI triage of chest radiographs (tuberculosis, malignant lung nodules).
@@ -36,6 +40,12 @@ pub enum Command {
     /// Write the model-input tensors of DICOM files to a NumPy .npy file
     /// (what the engine feeds a model; for training and debugging).
     Preprocess(PreprocessArgs),
+    /// Score DICOM files with the models (no service needed): findings,
+    /// operating points, heatmap peaks; JSON Lines with --json.
+    Analyze(AnalyzeArgs),
+    /// Model repository tools: `models check [DIR]` validates manifests
+    /// against their ONNX graphs and warms each model up.
+    Models(ModelsArgs),
 }
 
 impl Command {
@@ -45,6 +55,8 @@ impl Command {
             Command::Inspect(args) => inspect::run(&args),
             Command::Synth(args) => crate::synth::run(&args).map(|()| ExitCode::SUCCESS),
             Command::Preprocess(args) => preprocess::run(&args),
+            Command::Analyze(args) => analyze::run(&args),
+            Command::Models(args) => models::run(&args),
         }
     }
 }
