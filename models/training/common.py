@@ -1,0 +1,174 @@
+"""Shared pieces of the reference-model scripts: the network, the data sets
+made by make_data.sh, and the metrics. NOT FOR CLINICAL USE: the model is
+trained on synthetic radiographs to test and benchmark the pipeline.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent
+DATA = ROOT / "data"
+OUT = ROOT / "out"
+FINDINGS = ["tuberculosis", "malignant_nodule"]
+SIZE = 256  # model input, pixels per side
+STRIDE = 8  # heatmap cell, model-input pixels
+GRID = SIZE // STRIDE
+
+
+def conv(cin, cout, stride=1, dilation=1):
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ReferenceNet(nn.Module):
+    """A small fully convolutional CNN. Its 1x1 head gives one logit map per
+    finding on a 32x32 grid (stride 8); the image score is a log-sum-exp
+    pooling of that map, so the map is the model's class-activation heatmap:
+    the score can only be high where the map is."""
+
+    def __init__(self, r=4.0):
+        super().__init__()
+        self.r = r
+        self.features = nn.Sequential(
+            conv(1, 16, stride=2),  # 128
+            conv(16, 24, stride=2),  # 64
+            conv(24, 32),
+            conv(32, 48, stride=2),  # 32
+            conv(48, 64),
+            conv(64, 64, dilation=2),
+            conv(64, 64, dilation=4),
+            conv(64, 64, dilation=8),
+        )
+        self.head = nn.Conv2d(64, len(FINDINGS), 1)
+
+    def forward(self, image):
+        maps = self.head(self.features(image))
+        n, c, h, w = maps.shape
+        flat = maps.reshape(n, c, h * w)
+        scores = (torch.logsumexp(self.r * flat, dim=2) - float(np.log(h * w))) / self.r
+        return scores, maps
+
+
+def load_set(name):
+    """Tensors (float32 [N,1,256,256] in [0,1]), labels [N,2] and cell
+    targets [N,2,32,32] (1 in cells covered by a box of that finding, -1 for
+    'don't care', 0 elsewhere) plus the boxes in model pixels."""
+    images = np.load(DATA / f"{name}.npy", mmap_mode="r")
+    truth = {}
+    with open(DATA / name / "ground_truth.jsonl") as f:
+        for line in f:
+            rec = json.loads(line)
+            truth[rec["file"]] = rec
+    labels, targets, boxes = [], [], []
+    rows = []
+    with open(DATA / f"{name}.jsonl") as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec["index"] is None:
+                continue
+            rows.append(rec["index"])
+            t = truth[Path(rec["file"]).name]
+            g = rec["geometry"]
+            labels.append([float(t["labels"]["tuberculosis"]), float(t["labels"]["malignant_nodule"])])
+            cells = np.zeros((2, GRID, GRID), np.float32)
+            bxs = [[], []]
+            for finding in t["findings"]:
+                x0, y0, x1, y1 = finding["bbox"]
+                m = [x0 * g["scale_x"] + g["offset_x"], y0 * g["scale_y"] + g["offset_y"],
+                     x1 * g["scale_x"] + g["offset_x"], y1 * g["scale_y"] + g["offset_y"]]
+                if finding["type"] == "tb":
+                    k = 0
+                elif finding["nodule"]["malignant_looking"]:
+                    k = 1
+                else:
+                    continue  # benign-looking nodule: a negative for both maps
+                bxs[k].append(m)
+                mark(cells[k], m)
+            targets.append(cells)
+            boxes.append(bxs)
+    return images, np.asarray(rows), np.asarray(labels, np.float32), np.asarray(targets), boxes
+
+
+def mark(cells, box):
+    """Cells whose centre lies in the box are 1; a box smaller than a cell
+    marks the cell holding its centre."""
+    x0, y0, x1, y1 = box
+    centres = (np.arange(GRID) + 0.5) * STRIDE
+    xs = (centres >= x0) & (centres < x1)
+    ys = (centres >= y0) & (centres < y1)
+    if xs.any() and ys.any():
+        cells[np.ix_(ys, xs)] = 1.0
+    else:
+        cx = min(GRID - 1, max(0, int((x0 + x1) / 2 // STRIDE)))
+        cy = min(GRID - 1, max(0, int((y0 + y1) / 2 // STRIDE)))
+        cells[cy, cx] = 1.0
+
+
+def auc(scores, labels):
+    """ROC AUC by the rank-sum formula (ties get half)."""
+    scores = np.asarray(scores, np.float64)
+    labels = np.asarray(labels).astype(bool)
+    pos, neg = scores[labels], scores[~labels]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
+    ranks = np.empty(len(order))
+    allv = np.concatenate([pos, neg])[order]
+    # average ranks over ties
+    i = 0
+    r = np.empty(len(allv))
+    while i < len(allv):
+        j = i
+        while j + 1 < len(allv) and allv[j + 1] == allv[i]:
+            j += 1
+        r[i:j + 1] = (i + j) / 2 + 1
+        i = j + 1
+    ranks[order] = r
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def refined_peak(m):
+    """Argmax cell refined by the weighted centroid of its 3x3 neighbourhood
+    (values above the neighbourhood's minimum), in model pixels; the same
+    rule as the service (src/triage/heatmap.rs)."""
+    p = 1 / (1 + np.exp(-m))
+    cy, cx = np.unravel_index(np.argmax(p), p.shape)
+    y0, y1 = max(cy - 1, 0), min(cy + 2, p.shape[0])
+    x0, x1 = max(cx - 1, 0), min(cx + 2, p.shape[1])
+    w = p[y0:y1, x0:x1] - p[y0:y1, x0:x1].min()
+    if w.sum() <= 0:
+        return (cx + 0.5) * STRIDE, (cy + 0.5) * STRIDE
+    ys, xs = np.mgrid[y0:y1, x0:x1]
+    return ((xs + 0.5) * w).sum() / w.sum() * STRIDE, ((ys + 0.5) * w).sum() / w.sum() * STRIDE
+
+
+def peak_hits(maps, boxes, k):
+    """Share of images with a box of finding k whose refined heatmap peak
+    lies inside one of those boxes (model pixels, strict)."""
+    hits = total = 0
+    for m, bxs in zip(maps, boxes):
+        if not bxs[k]:
+            continue
+        total += 1
+        px, py = refined_peak(m[k])
+        if any(x0 <= px < x1 and y0 <= py < y1 for x0, y0, x1, y1 in bxs[k]):
+            hits += 1
+    return hits / max(total, 1), total
+
+
+def predict(model, images, rows, batch=64):
+    model.eval()
+    scores, maps = [], []
+    with torch.no_grad():
+        for i in range(0, len(rows), batch):
+            x = torch.from_numpy(np.asarray(images[rows[i:i + batch]], np.float32)) * 2 - 1
+            s, m = model(x)
+            scores.append(torch.sigmoid(s).numpy())
+            maps.append(m.numpy())
+    return np.concatenate(scores), np.concatenate(maps)

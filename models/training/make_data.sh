@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Synthetic training, validation and held-out sets for the reference model,
+# made by the project's own binary: `synth` draws the radiographs (DICOM) and
+# `preprocess` turns them into exactly the tensors serving feeds the model.
+# Seeds are fixed, so the data are the same on every machine.
+#
+#   models/training/make_data.sh [BIN]     # BIN: default target/release/cxr-triage
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BIN=${1:-target/release/cxr-triage}
+DATA=models/training/data
+mkdir -p "$DATA"
+
+# name count seed size
+SETS=(
+  "train-a 4000 1001 512x512"
+  "train-b 1500 1002 448x576"
+  "train-c 1000 1003 608x480"
+  "val 800 2001 512x512"
+  "heldout-a 500 3001 512x512"
+  "heldout-b 300 3002 480x600"
+)
+for set in "${SETS[@]}"; do
+  read -r name count seed size <<<"$set"
+  if [[ -f "$DATA/$name.npy" ]]; then continue; fi
+  rm -rf "$DATA/$name"
+  "$BIN" synth --out "$DATA/$name" --count "$count" --seed "$seed" --size "$size" \
+    --view frontal --modality mixed --photometric mixed --bits mixed >/dev/null
+  "$BIN" preprocess --width 256 --height 256 --resize letterbox --interpolation area \
+    --out "$DATA/$name" "$DATA/$name"/*.dcm
+  rm -f "$DATA/$name"/*.dcm   # keep ground_truth.jsonl and labels.csv, not the DICOM
+done

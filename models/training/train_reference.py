@@ -1,0 +1,101 @@
+"""Trains the reference model (NOT FOR CLINICAL USE) on the synthetic sets
+made by make_data.sh. Seeded and deterministic on the CPU:
+
+    .venv-train/bin/python models/training/train_reference.py [--epochs 10]
+
+Loss: binary cross-entropy on the two image scores (tuberculosis,
+malignant_nodule) plus, on the heatmap logits, a per-cell binary
+cross-entropy against the ground-truth boxes (synthetic data come with
+boxes, so the heatmap is supervised where the lesion is, not only inferred
+from the image label). Writes out/reference.pt (the epoch with the best
+validation mean AUC) and out/train-log.json.
+"""
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from common import OUT, ReferenceNet, auc, load_set, peak_hits, predict
+
+
+def augment(x, rng):
+    """Contrast/brightness jitter and gamma, the variation real detectors
+    and VOI windows add. No flips: the findings' side is part of the truth."""
+    n = x.shape[0]
+    gamma = torch.from_numpy(rng.uniform(0.7, 1.4, (n, 1, 1, 1)).astype(np.float32))
+    gain = torch.from_numpy(rng.uniform(0.85, 1.15, (n, 1, 1, 1)).astype(np.float32))
+    bias = torch.from_numpy(rng.uniform(-0.08, 0.08, (n, 1, 1, 1)).astype(np.float32))
+    return (x.clamp(0, 1) ** gamma * gain + bias).clamp(0, 1)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--seed", type=int, default=20261122)
+    ap.add_argument("--cell-weight", type=float, default=1.0)
+    ap.add_argument("--limit", type=int, default=0, help="train on the first N images (smoke test)")
+    args = ap.parse_args()
+
+    torch.manual_seed(args.seed)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    rng = np.random.default_rng(args.seed)
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    sets = [load_set(name) for name in ("train-a", "train-b", "train-c")]
+    images = [s[0] for s in sets]
+    index = [(k, r) for k, s in enumerate(sets) for r in s[1]]
+    labels = np.concatenate([s[2] for s in sets])
+    targets = np.concatenate([s[3] for s in sets])
+    if args.limit:
+        index, labels, targets = index[: args.limit], labels[: args.limit], targets[: args.limit]
+    val = load_set("val")
+    print(f"train {len(index)} images, positives {labels.sum(0)}; val {len(val[1])}", flush=True)
+
+    model = ReferenceNet()
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    steps = args.epochs * ((len(index) + args.batch - 1) // args.batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.15)
+    log, best = [], (-1.0, None)
+    started = time.time()
+    for epoch in range(args.epochs):
+        model.train()
+        order = rng.permutation(len(index))
+        total = 0.0
+        for b in range(0, len(order), args.batch):
+            ids = order[b:b + args.batch]
+            x = torch.from_numpy(np.stack([images[index[i][0]][index[i][1]] for i in ids]).astype(np.float32))
+            x = augment(x, rng) * 2 - 1
+            y = torch.from_numpy(labels[ids])
+            t = torch.from_numpy(targets[ids])
+            scores, maps = model(x)
+            loss = F.binary_cross_entropy_with_logits(scores, y)
+            # Cells: positives are rare; weight them up.
+            weight = 1.0 + 9.0 * t
+            loss = loss + args.cell_weight * F.binary_cross_entropy_with_logits(maps, t, weight=weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(ids)
+        vs, vm = predict(model, val[0], val[1])
+        aucs = [auc(vs[:, k], val[2][:, k]) for k in range(2)]
+        hits = [peak_hits(vm, val[4], k)[0] for k in range(2)]
+        entry = {"epoch": epoch + 1, "loss": total / len(order), "val_auc": aucs, "val_peak_in_box": hits,
+                 "elapsed_s": round(time.time() - started, 1)}
+        log.append(entry)
+        print(json.dumps(entry), flush=True)
+        if np.mean(aucs) > best[0]:
+            best = (float(np.mean(aucs)), epoch + 1)
+            torch.save(model.state_dict(), OUT / "reference.pt")
+    (OUT / "train-log.json").write_text(json.dumps({"args": vars(args), "epochs": log, "best_epoch": best[1]}, indent=1))
+    print(f"best epoch {best[1]} (val mean AUC {best[0]:.4f}); {time.time() - started:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
