@@ -338,51 +338,52 @@ fn broken(edit: impl Fn(String) -> String) -> (tempfile::TempDir, String) {
 
 #[test]
 fn manifest_and_graph_mismatches_fail_at_load_naming_file_and_field() {
-    let cases: Vec<(Box<dyn Fn(String) -> String>, &str)> = vec![
+    // (text to replace, replacement, expected in the error)
+    let cases = [
         (
-            Box::new(|t| t.replace("tensor = \"image\"", "tensor = \"input\"")),
+            "tensor = \"image\"",
+            "tensor = \"input\"",
             "input.tensor = `input`",
         ),
+        ("width = 64", "width = 128", "input.tensor shape"),
         (
-            Box::new(|t| t.replace("width = 64", "width = 128")),
+            "layout = \"NCHW\"",
+            "layout = \"NHWC\"",
             "input.tensor shape",
         ),
         (
-            Box::new(|t| t.replace("layout = \"NCHW\"", "layout = \"NHWC\"")),
-            "input.tensor shape",
-        ),
-        (
-            Box::new(|t| {
-                t.replace(
-                    "labels = [\"spot_a\", \"spot_b\"]\n\n[heatmap]",
-                    "labels = [\"spot_a\", \"spot_b\", \"c\"]\n\n[heatmap]",
-                )
-            }),
+            "labels = [\"spot_a\", \"spot_b\"]\n\n[heatmap]",
+            "labels = [\"spot_a\", \"spot_b\", \"c\"]\n\n[heatmap]",
             "output.tensor shape",
         ),
         (
-            Box::new(|t| t.replace("tensor = \"maps\"", "tensor = \"cam\"")),
+            "tensor = \"maps\"",
+            "tensor = \"cam\"",
             "heatmap.tensor = `cam` is not an output",
         ),
         (
-            Box::new(|t| t.replace("tensor = \"scores\"", "tensor = \"logits\"")),
+            "tensor = \"scores\"",
+            "tensor = \"logits\"",
             "output.tensor = `logits`",
         ),
         (
-            Box::new(|t| t.replace("[model]", "[model]\nfile = \"missing.onnx\"")),
+            "[model]",
+            "[model]\nfile = \"missing.onnx\"",
             "missing.onnx not found",
         ),
         (
-            Box::new(|t| t.replace("screening = 0.5, high", "screening = -0.5, high")),
+            "screening = 0.5, high",
+            "screening = -0.5, high",
             "findings.tuberculosis.operating_points.screening",
         ),
         (
-            Box::new(|t| t.replace("interpolation = \"area\"", "interpolation = \"cubic\"")),
+            "interpolation = \"area\"",
+            "interpolation = \"cubic\"",
             "cubic",
         ),
     ];
-    for (edit, expected) in cases {
-        let (dir, err) = broken(edit);
+    for (from, to, expected) in cases {
+        let (dir, err) = broken(|t| t.replace(from, to));
         assert!(err.contains(expected), "expected `{expected}` in: {err}");
         assert!(
             err.contains(&dir.path().join("spot.toml").display().to_string()),
