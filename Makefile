@@ -18,6 +18,8 @@ export RUST_LIB_BACKTRACE
 ## run: set up, build, and run cxr-triage on its embedded defaults.
 run: setup-run build
 	./target/release/cxr-triage inspect test-images/bundled/*.dcm
+	./target/release/cxr-triage models check models
+	./target/release/cxr-triage analyze test-images/bundled/*.dcm
 
 ## test: set up, make the fixtures, and pass lint + every test.
 test: setup-test fixtures lint unit
@@ -42,9 +44,11 @@ lint:
 unit:
 	$(CARGO) test --locked
 
-## bench: criterion benches of decode + VOI per transfer syntax.
+## bench: criterion benches of decode + VOI per transfer syntax, and of
+## preprocess + inference per model and batch size.
 bench: setup-test fixtures
 	$(CARGO) bench --locked --bench decode
+	$(CARGO) bench --locked --bench engine
 
 ## bench-baseline: ours vs pydicom on the same files, same run, with the ratio.
 bench-baseline: setup-test fixtures build

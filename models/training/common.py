@@ -35,10 +35,14 @@ class ReferenceNet(nn.Module):
     def __init__(self, r=4.0):
         super().__init__()
         self.r = r
+        # Fixed high-pass front end: the image minus its local means, so
+        # small opacities stand out from the smooth anatomy around them.
+        self.local = nn.ModuleList([nn.AvgPool2d(k, stride=1, padding=k // 2, count_include_pad=False)
+                                    for k in (7, 21)])
         self.features = nn.Sequential(
-            conv(1, 16, stride=2),  # 128
-            conv(16, 24, stride=2),  # 64
-            conv(24, 32),
+            conv(3, 24, stride=2),  # 128
+            conv(24, 32, stride=2),  # 64
+            conv(32, 32),
             conv(32, 48, stride=2),  # 32
             conv(48, 64),
             conv(64, 64, dilation=2),
@@ -48,7 +52,8 @@ class ReferenceNet(nn.Module):
         self.head = nn.Conv2d(64, len(FINDINGS), 1)
 
     def forward(self, image):
-        maps = self.head(self.features(image))
+        x = torch.cat([image] + [image - pool(image) for pool in self.local], dim=1)
+        maps = self.head(self.features(x))
         n, c, h, w = maps.shape
         flat = maps.reshape(n, c, h * w)
         scores = (torch.logsumexp(self.r * flat, dim=2) - float(np.log(h * w))) / self.r
@@ -96,18 +101,13 @@ def load_set(name):
 
 
 def mark(cells, box):
-    """Cells whose centre lies in the box are 1; a box smaller than a cell
-    marks the cell holding its centre."""
+    """Cells that the box overlaps are 1 (a small nodule marks the one to
+    four cells it touches)."""
     x0, y0, x1, y1 = box
-    centres = (np.arange(GRID) + 0.5) * STRIDE
-    xs = (centres >= x0) & (centres < x1)
-    ys = (centres >= y0) & (centres < y1)
-    if xs.any() and ys.any():
-        cells[np.ix_(ys, xs)] = 1.0
-    else:
-        cx = min(GRID - 1, max(0, int((x0 + x1) / 2 // STRIDE)))
-        cy = min(GRID - 1, max(0, int((y0 + y1) / 2 // STRIDE)))
-        cells[cy, cx] = 1.0
+    gx0, gy0 = max(int(x0 // STRIDE), 0), max(int(y0 // STRIDE), 0)
+    gx1 = min(int(np.ceil(x1 / STRIDE)), GRID)
+    gy1 = min(int(np.ceil(y1 / STRIDE)), GRID)
+    cells[gy0:max(gy1, gy0 + 1), gx0:max(gx1, gx0 + 1)] = 1.0
 
 
 def auc(scores, labels):

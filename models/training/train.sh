@@ -9,6 +9,6 @@ cd "$(dirname "$0")/../.."
 cargo build --release --locked
 models/training/make_data.sh target/release/cxr-triage
 cd models/training
-../../.venv-train/bin/python train_reference.py --epochs 10
+../../.venv-train/bin/python train_reference.py --epochs 12
 ../../.venv-train/bin/python export_onnx.py
 ../../.venv-train/bin/python evaluate.py

@@ -33,9 +33,9 @@ def augment(x, rng):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=20261122)
     ap.add_argument("--cell-weight", type=float, default=1.0)
     ap.add_argument("--limit", type=int, default=0, help="train on the first N images (smoke test)")

@@ -1,0 +1,31 @@
+"""Builds a DenseNet-121-shaped model with realistic compute for benchmarks:
+torchvision's densenet121 with one input channel and two outputs, seeded
+random weights (its scores mean nothing; NOT FOR CLINICAL USE), input
+`image` [N,1,512,512], output `scores` [N,2] logits. ~28 MB, so it is made
+by this script rather than committed.
+
+    .venv-train/bin/pip install -r models/training/requirements.txt torchvision==0.29.2
+    .venv-train/bin/python models/bench/make_densenet121.py
+    cxr-triage models check models/bench
+"""
+from pathlib import Path
+
+import torch
+import torchvision
+
+TARGET = Path(__file__).resolve().parent / "densenet121-bench.onnx"
+
+
+def main():
+    torch.manual_seed(121)
+    model = torchvision.models.densenet121(weights=None, num_classes=2)
+    model.features.conv0 = torch.nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    model.eval()
+    torch.onnx.export(model, (torch.zeros(1, 1, 512, 512),), str(TARGET), dynamo=False, opset_version=18,
+                      input_names=["image"], output_names=["scores"],
+                      dynamic_axes={"image": {0: "batch"}, "scores": {0: "batch"}})
+    print(f"wrote {TARGET} ({TARGET.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
