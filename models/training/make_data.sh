@@ -25,7 +25,8 @@ for set in "${SETS[@]}"; do
   if [[ -f "$DATA/$name.npy" ]]; then continue; fi
   rm -rf "$DATA/$name"
   "$BIN" synth --out "$DATA/$name" --count "$count" --seed "$seed" --size "$size" \
-    --view frontal --modality mixed --photometric mixed --bits mixed >/dev/null
+    --view frontal --modality mixed --photometric mixed --bits mixed \
+    --nodule-contrast 3 >/dev/null
   "$BIN" preprocess --width 256 --height 256 --resize letterbox --interpolation area \
     --out "$DATA/$name" "$DATA/$name"/*.dcm
   rm -f "$DATA/$name"/*.dcm   # keep ground_truth.jsonl and labels.csv, not the DICOM

@@ -39,6 +39,11 @@ def main():
     ap.add_argument("--seed", type=int, default=20261122)
     ap.add_argument("--cell-weight", type=float, default=1.0)
     ap.add_argument("--limit", type=int, default=0, help="train on the first N images (smoke test)")
+    ap.add_argument("--stop-after", type=int, default=0, help="stop after this many epochs of the schedule")
+    ap.add_argument("--resume", help="start from this checkpoint (second stage)")
+    ap.add_argument("--warmup", type=float, default=0.15, help="share of steps warming up (0: cosine from lr)")
+    ap.add_argument("--nodule-cell-weight", type=float, default=10.0,
+                    help="weight of positive malignant-nodule cells (TB cells weigh 10)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -58,12 +63,18 @@ def main():
     print(f"train {len(index)} images, positives {labels.sum(0)}; val {len(val[1])}", flush=True)
 
     model = ReferenceNet()
+    if args.resume:
+        model.load_state_dict(torch.load(args.resume, map_location="cpu"))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps = args.epochs * ((len(index) + args.batch - 1) // args.batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.15)
+    if args.warmup > 0:
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=args.warmup)
+    else:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    pos_weight = torch.tensor([10.0, args.nodule_cell_weight]).view(1, 2, 1, 1)
     log, best = [], (-1.0, None)
     started = time.time()
-    for epoch in range(args.epochs):
+    for epoch in range(args.stop_after or args.epochs):
         model.train()
         order = rng.permutation(len(index))
         total = 0.0
@@ -76,7 +87,7 @@ def main():
             scores, maps = model(x)
             loss = F.binary_cross_entropy_with_logits(scores, y)
             # Cells: positives are rare; weight them up.
-            weight = 1.0 + 9.0 * t
+            weight = 1.0 + (pos_weight - 1.0) * t
             loss = loss + args.cell_weight * F.binary_cross_entropy_with_logits(maps, t, weight=weight)
             opt.zero_grad()
             loss.backward()

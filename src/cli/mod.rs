@@ -5,6 +5,7 @@ mod analyze;
 mod inspect;
 mod models;
 mod preprocess;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -14,6 +15,7 @@ pub use analyze::AnalyzeArgs;
 pub use inspect::InspectArgs;
 pub use models::ModelsArgs;
 pub use preprocess::PreprocessArgs;
+pub use serve::ServeArgs;
 
 /// AI triage of chest radiographs (tuberculosis, malignant lung nodules).
 #[derive(Debug, Parser)]
@@ -31,6 +33,10 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the gRPC triage service: receive DICOM, score, keep the
+    /// prioritised worklist (zero configuration: bundled models, ./data,
+    /// localhost ports).
+    Serve(ServeArgs),
     /// Decode DICOM files and report their metadata, the gate's verdict and a
     /// hash of the stored pixels (one line per file; JSON Lines with --json).
     Inspect(InspectArgs),
@@ -52,6 +58,7 @@ impl Command {
     /// Runs the subcommand; the exit code says whether every input succeeded.
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self {
+            Command::Serve(args) => serve::run(&args),
             Command::Inspect(args) => inspect::run(&args),
             Command::Synth(args) => crate::synth::run(&args).map(|()| ExitCode::SUCCESS),
             Command::Preprocess(args) => preprocess::run(&args),

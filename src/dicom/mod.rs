@@ -116,6 +116,19 @@ pub fn read_file(path: &Path, limits: &IngestLimits) -> Result<Radiograph, Inges
     read_bytes(&bytes, limits)
 }
 
+/// Reads only the identity and acquisition metadata of a DICOM object,
+/// without decoding pixels: so that an image whose pixels cannot be decoded
+/// can still be put on the worklist (for a human) under its own UIDs.
+/// `None` when the object cannot be parsed or has no SOP Instance UID.
+pub fn read_identity(bytes: &[u8], limits: &IngestLimits) -> Option<RadiographMeta> {
+    if bytes.len() as u64 > limits.max_input_bytes {
+        return None;
+    }
+    let parsed = parse::parse(bytes, limits.max_input_bytes).ok()?;
+    let meta = RadiographMeta::from_object(&parsed.object);
+    (!meta.sop_instance_uid.is_empty()).then_some(meta)
+}
+
 /// Reads and decodes a DICOM object held in memory.
 pub fn read_bytes(bytes: &[u8], limits: &IngestLimits) -> Result<Radiograph, IngestError> {
     if bytes.len() as u64 > limits.max_input_bytes {

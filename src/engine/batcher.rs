@@ -215,6 +215,8 @@ fn run_batch(
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
     let batch_time = started.elapsed();
     let size = batch.len();
+    metrics::histogram!("cxr_batch_size", "model" => session.manifest.model.id.clone())
+        .record(size as f64);
     match result {
         Ok(outputs) => {
             for (job, output) in batch.into_iter().zip(outputs) {

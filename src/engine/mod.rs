@@ -95,7 +95,6 @@ pub struct EngineConfig {
     /// Directory of model manifests (`*.toml`, each beside its `.onnx`).
     pub models_dir: PathBuf,
     /// Execution provider, threads, fp16, ONNX Runtime library.
-    #[serde(flatten)]
     pub session: SessionSettings,
     /// Batching.
     pub batch: BatchSettings,
@@ -136,6 +135,8 @@ pub struct ModelInfo {
     pub findings: Vec<FindingKind>,
     /// Operating point in use per finding.
     pub operating_points: BTreeMap<FindingKind, String>,
+    /// Every operating point's threshold, per finding.
+    pub thresholds: BTreeMap<FindingKind, BTreeMap<String, f64>>,
     /// Heatmap: `model`, `occlusion`, or `none`.
     pub heatmap: &'static str,
     /// Warm-up inference time, ms.
@@ -162,7 +163,7 @@ pub struct Prepared {
 }
 
 /// Per-stage times of one analysis.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct StageTimes {
     /// Preprocessing (all models), ms.
     pub preprocess_ms: f64,
@@ -173,7 +174,7 @@ pub struct StageTimes {
 }
 
 /// Provenance of one model's contribution to a result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
     /// `model.id`.
     pub model_id: String,
@@ -284,7 +285,12 @@ impl Engine {
                     (*k, op)
                 })
                 .collect();
+            let thresholds = findings
+                .iter()
+                .map(|k| (*k, manifest.findings[k].operating_points.clone()))
+                .collect();
             let info = ModelInfo {
+                thresholds,
                 id: manifest.model.id.clone(),
                 version: manifest.model.version.clone(),
                 provider: session.provider,

@@ -30,7 +30,7 @@ pub enum ProviderChoice {
 }
 
 /// The execution provider a session actually runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutionProvider {
     /// NVIDIA TensorRT.

@@ -1,6 +1,6 @@
 //! The affine map between image pixels and model-input pixels.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ResizeMode;
 
@@ -9,7 +9,7 @@ use super::ResizeMode;
 ///
 /// Coordinates are continuous with pixel `i` covering `[i, i + 1)`, so the
 /// centre of pixel `i` is `i + 0.5` and boxes map by their edges.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Geometry {
     /// Image columns.
     pub image_width: u32,

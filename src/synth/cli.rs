@@ -70,6 +70,11 @@ pub struct SynthArgs {
     #[arg(long, env = "CXR_SYNTH_NODULE_MM", default_value = "5-30", value_parser = parse_range)]
     pub nodule_mm: (f32, f32),
 
+    /// Nodule contrast multiplier (0.25–5). 1 draws nodules as subtle as on
+    /// real films; the reference model is trained and tested at 3.
+    #[arg(long, env = "CXR_SYNTH_NODULE_CONTRAST", default_value_t = 1.0)]
+    pub nodule_contrast: f32,
+
     /// Projection(s).
     #[arg(
         long,
@@ -201,6 +206,7 @@ impl SynthArgs {
                 tb: self.findings.contains(&FindingArg::Tb),
             },
             nodule_mm: self.nodule_mm,
+            nodule_contrast: self.nodule_contrast,
             signed: self.signed,
             syntax: self.transfer_syntax,
         };

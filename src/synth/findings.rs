@@ -158,7 +158,9 @@ fn nodule<R: Rng>(
     };
     let k = scene.place.canvas.k;
     let shape = nodule_shape(diameter / 2.0 * k, margin, rng);
-    let contrast = (uniform(rng, 0.05, 0.13) * (diameter / 10.0).sqrt()).clamp(0.03, 0.22);
+    let contrast = ((uniform(rng, 0.05, 0.13) * (diameter / 10.0).sqrt()).clamp(0.03, 0.22)
+        * spec.nodule_contrast)
+        .min(0.8);
     let (left, centre) = find_spot(f, scene, &shape.extent, others, rng)?;
     draw_nodule(
         &mut scene.atten,

@@ -188,6 +188,9 @@ pub struct CaseSpec {
     pub findings: FindingSet,
     /// Nodule diameter range in mm.
     pub nodule_mm: (f32, f32),
+    /// Multiplier of nodule contrast (1 = the default, subtle like real
+    /// films; larger makes nodules more conspicuous).
+    pub nodule_contrast: f32,
     /// Write Pixel Representation 1 (two's complement) with a Rescale
     /// Intercept of 2^(bits−1), so that rescaled values equal the unsigned ones.
     pub signed: bool,
@@ -209,6 +212,7 @@ impl Default for CaseSpec {
                 tb: true,
             },
             nodule_mm: (5.0, 30.0),
+            nodule_contrast: 1.0,
             signed: false,
             syntax: OutputSyntax::ExplicitLe,
         }
@@ -262,6 +266,12 @@ impl CaseSpec {
         if !(lo >= 3.0 && lo <= hi && hi <= 40.0) {
             return err(format!(
                 "nodule diameter range must lie in 3–40 mm, got {lo}–{hi}"
+            ));
+        }
+        if !(0.25..=5.0).contains(&self.nodule_contrast) {
+            return err(format!(
+                "nodule contrast multiplier must be 0.25–5, got {}",
+                self.nodule_contrast
             ));
         }
         if self.signed && !self.syntax.supports_signed() {

@@ -1,7 +1,7 @@
 //! Scores → findings: label combination, calibration, operating points, and
 //! the finding's heatmap with its regions.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::heatmap::{Heatmap, HeatmapSource, Region};
 use crate::engine::manifest::{Combine, FindingKind, Manifest};
@@ -33,7 +33,7 @@ pub struct FindingResult {
 }
 
 /// One operating point's verdict.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OperatingPointResult {
     /// Name, e.g. `screening`.
     pub name: String,

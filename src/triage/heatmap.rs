@@ -2,7 +2,7 @@
 //! model input, mapped back through the preprocessing [`Geometry`] so that
 //! peaks, regions and overlays land on the original image's pixels.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::preprocess::Geometry;
 
@@ -32,7 +32,7 @@ pub struct Heatmap {
 }
 
 /// The hottest point of a heatmap or region, in image pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Peak {
     /// Column (continuous; pixel `i` covers `[i, i + 1)`).
     pub x: f64,
@@ -43,7 +43,7 @@ pub struct Peak {
 }
 
 /// A connected area of the heatmap at or above a level.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Region {
     /// `[x0, y0, x1, y1]` in image pixels, half-open, clamped to the image.
     pub bbox: [u32; 4],

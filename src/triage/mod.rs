@@ -4,13 +4,16 @@
 //!
 //! In: the manifest's `[findings]`, one image's [`Inference`] and the
 //! [`Geometry`] of its preprocessing. Out: one [`FindingResult`] per finding.
-//! (Study priority, from these, arrives with the worklist.)
+//! [`priority`] turns findings into an image's and a study's reading
+//! priority with reasons.
 //!
 //! [`Inference`]: crate::engine::Inference
 //! [`Geometry`]: crate::preprocess::Geometry
 
 mod findings;
 mod heatmap;
+pub mod overlay;
+pub mod priority;
 
 pub use findings::{finding_result, FindingResult, OperatingPointResult};
 pub use heatmap::{Heatmap, HeatmapSource, Peak, Region};
