@@ -13,12 +13,17 @@ export ORT_DYLIB_PATH
 RUST_LIB_BACKTRACE ?= 0
 export RUST_LIB_BACKTRACE
 
-.PHONY: run test setup-run setup-test build fixtures lint unit bench bench-baseline fuzz clean-fixtures
+.PHONY: run demo test setup-run setup-test build fixtures lint unit bench bench-baseline fuzz clean-fixtures
 
-## run: set up, build, and run cxr-triage on its embedded defaults.
+## run: set up, build, check the bundled models, and serve on embedded
+## defaults (gRPC 127.0.0.1:50051, metrics 127.0.0.1:9464, data in ./data).
 run: setup-run build
-	./target/release/cxr-triage inspect test-images/bundled/*.dcm
 	./target/release/cxr-triage models check models
+	./target/release/cxr-triage serve
+
+## demo: score the bundled radiographs without the service.
+demo: setup-run build
+	./target/release/cxr-triage inspect test-images/bundled/*.dcm
 	./target/release/cxr-triage analyze test-images/bundled/*.dcm
 
 ## test: set up, make the fixtures, and pass lint + every test.
