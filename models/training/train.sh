@@ -17,5 +17,7 @@ cp out/reference.pt out/reference-stage1.pt
 # malignant-nodule cells weighted up (they are 1-4 cells of 1024).
 ../../.venv-train/bin/python train_reference.py --resume out/reference-stage1.pt --epochs 8 \
   --lr 1.5e-3 --warmup 0 --nodule-cell-weight 30
-../../.venv-train/bin/python export_onnx.py
+cp out/reference.pt out/reference-stage2.pt
+../../.venv-train/bin/python export_onnx.py --checkpoint reference-stage2.pt
 ../../.venv-train/bin/python evaluate.py
+../../.venv-train/bin/python write_card.py
