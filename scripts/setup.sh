@@ -12,7 +12,7 @@ purpose=${1:-run}
 
 packages=(cmake g++ make)
 if [ "$purpose" = test ]; then
-  packages+=(dcmtk openjph-tools libopenjp2-tools)
+  packages+=(dcmtk openjph-tools libopenjp2-tools openssl)
 fi
 
 missing=()
@@ -46,10 +46,10 @@ fi
 
 requirements=(-r models/requirements-runtime.txt)
 if [ "$purpose" = test ]; then
-  requirements+=(-r test-images/requirements.txt)
+  requirements+=(-r test-images/requirements.txt -r examples/python/requirements.txt)
 fi
 stamp=.venv/.cxr-setup-$purpose
-if [ ! -f "$stamp" ] || [ -n "$(find models/requirements-runtime.txt test-images/requirements.txt -newer "$stamp" 2>/dev/null)" ]; then
+if [ ! -f "$stamp" ] || [ -n "$(find models/requirements-runtime.txt test-images/requirements.txt examples/python/requirements.txt -newer "$stamp" 2>/dev/null)" ]; then
   echo "setup: installing Python packages (${purpose})"
   .venv/bin/python -m pip install -q --disable-pip-version-check "${requirements[@]}"
   touch "$stamp"

@@ -38,7 +38,10 @@ pub struct Limits {
     pub max_message_mib: usize,
     /// Largest file accepted through `AnalyzeStream`, MiB.
     pub max_stream_mib: usize,
-    /// Analyses in flight at once; more are refused with RESOURCE_EXHAUSTED.
+    /// Analyses in flight at once, uploads still being received included;
+    /// more are refused at once with RESOURCE_EXHAUSTED (and a retry hint)
+    /// before their bytes are read. Memory held by uploads is at most this
+    /// many times the size limits above.
     pub max_concurrent_analyses: usize,
     /// Longest time one request may take, seconds.
     pub request_timeout_s: u64,
@@ -48,7 +51,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_message_mib: 64,
-            max_stream_mib: 512,
+            max_stream_mib: 128,
             max_concurrent_analyses: 16,
             request_timeout_s: 120,
         }

@@ -10,7 +10,9 @@ fn main() -> std::process::ExitCode {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
     let cli = cxr_triage::cli::Cli::parse();
-    cxr_triage::cli::init_logging(cli.log.as_deref());
+    // The service logs each request (no identifiers) at info; tools log warnings.
+    let default = matches!(cli.command, cxr_triage::cli::Command::Serve(_)).then_some("info");
+    cxr_triage::cli::init_logging(cli.log.as_deref().or(default));
     match cli.command.run() {
         Ok(code) => code,
         Err(e) => {

@@ -398,5 +398,70 @@ async fn a_large_file_streams_and_excess_load_is_refused() {
         }
     }
     assert!(ok >= 1 && refused >= 1, "ok {ok}, refused {refused}");
+
+    // The slot is taken when a call's headers arrive: while an upload is
+    // still streaming, another call is refused before its bytes are read,
+    // and the upload then completes.
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::AnalyzeChunk>(4);
+    let mut streaming = TriageClient::new(ch.clone());
+    let upload = tokio::spawn(async move {
+        streaming
+            .analyze_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    let (head, tail) = small.split_at(small.len() / 2);
+    tx.send(pb::AnalyzeChunk {
+        options: Some(pb::AnalyzeOptions::default()),
+        data: head.to_vec(),
+    })
+    .await
+    .unwrap();
+    let mut refused_while_streaming = false;
+    for _ in 0..100 {
+        let e = TriageClient::new(ch.clone())
+            .analyze(pb::AnalyzeRequest {
+                dicom: small.clone(),
+                options: None,
+            })
+            .await;
+        match e {
+            Err(e) if e.code() == tonic::Code::ResourceExhausted => {
+                refused_while_streaming = true;
+                break;
+            }
+            // The upload's headers may not have reached the server yet.
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert!(refused_while_streaming);
+    tx.send(pb::AnalyzeChunk {
+        options: None,
+        data: tail.to_vec(),
+    })
+    .await
+    .unwrap();
+    drop(tx);
+    assert!(upload.await.unwrap().unwrap().into_inner().analyzable);
+
+    // Larger than limits.max_stream_mib: refused, and the service goes on.
+    let mut c2 = TriageClient::new(ch.clone());
+    let too_big = (0..(129 + 1))
+        .map(|i| pb::AnalyzeChunk {
+            options: (i == 0).then(pb::AnalyzeOptions::default),
+            data: vec![0u8; 1 << 20],
+        })
+        .collect::<Vec<_>>();
+    let e = c2
+        .analyze_stream(tokio_stream::iter(too_big))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e}");
+    assert!(c2
+        .analyze(pb::AnalyzeRequest {
+            dicom: small.clone(),
+            options: None,
+        })
+        .await
+        .is_ok());
     server.stop().await;
 }

@@ -61,17 +61,17 @@ class ReferenceNet(nn.Module):
 
 
 def load_set(name):
-    """Tensors (float32 [N,1,256,256] in [0,1]), labels [N,2] and cell
-    targets [N,2,32,32] (1 in cells covered by a box of that finding, -1 for
-    'don't care', 0 elsewhere) plus the boxes in model pixels."""
+    """One data set made by make_data.sh: the tensors (float32 [N,1,256,256]
+    in [0,1], memory-mapped), the rows that were read, labels [N,2], and per
+    image the boxes of each finding and the image's extent, both in model
+    pixels (model = image * scale + offset)."""
     images = np.load(DATA / f"{name}.npy", mmap_mode="r")
     truth = {}
     with open(DATA / name / "ground_truth.jsonl") as f:
         for line in f:
             rec = json.loads(line)
             truth[rec["file"]] = rec
-    labels, targets, boxes = [], [], []
-    rows = []
+    labels, boxes, extents, rows = [], [], [], []
     with open(DATA / f"{name}.jsonl") as f:
         for line in f:
             rec = json.loads(line)
@@ -80,34 +80,53 @@ def load_set(name):
             rows.append(rec["index"])
             t = truth[Path(rec["file"]).name]
             g = rec["geometry"]
+            sx, sy, ox, oy = g["scale_x"], g["scale_y"], g["offset_x"], g["offset_y"]
             labels.append([float(t["labels"]["tuberculosis"]), float(t["labels"]["malignant_nodule"])])
-            cells = np.zeros((2, GRID, GRID), np.float32)
             bxs = [[], []]
             for finding in t["findings"]:
-                x0, y0, x1, y1 = finding["bbox"]
-                m = [x0 * g["scale_x"] + g["offset_x"], y0 * g["scale_y"] + g["offset_y"],
-                     x1 * g["scale_x"] + g["offset_x"], y1 * g["scale_y"] + g["offset_y"]]
                 if finding["type"] == "tb":
                     k = 0
                 elif finding["nodule"]["malignant_looking"]:
                     k = 1
                 else:
                     continue  # benign-looking nodule: a negative for both maps
-                bxs[k].append(m)
-                mark(cells[k], m)
-            targets.append(cells)
+                x0, y0, x1, y1 = finding["bbox"]
+                bxs[k].append([x0 * sx + ox, y0 * sy + oy, x1 * sx + ox, y1 * sy + oy])
             boxes.append(bxs)
-    return images, np.asarray(rows), np.asarray(labels, np.float32), np.asarray(targets), boxes
+            extents.append([ox, oy, ox + g["image_width"] * sx, oy + g["image_height"] * sy])
+    return images, np.asarray(rows), np.asarray(labels, np.float32), boxes, np.asarray(extents)
 
 
-def mark(cells, box):
-    """Cells that the box overlaps are 1 (a small nodule marks the one to
-    four cells it touches)."""
-    x0, y0, x1, y1 = box
-    gx0, gy0 = max(int(x0 // STRIDE), 0), max(int(y0 // STRIDE), 0)
-    gx1 = min(int(np.ceil(x1 / STRIDE)), GRID)
-    gy1 = min(int(np.ceil(y1 / STRIDE)), GRID)
-    cells[gy0:max(gy1, gy0 + 1), gx0:max(gx1, gx0 + 1)] = 1.0
+def cell_targets(bxs, soft=True):
+    """Heatmap targets [2,32,32] for one image's boxes (model pixels).
+
+    soft: each cell gets the share of the box it holds, relative to the
+    box's fullest cell (1 where the lesion is, fractions on the cells it only
+    grazes), so the weighted centroid of the map's peak lands on the box
+    centre. Otherwise every cell the box touches is 1. 0 elsewhere."""
+    t = np.zeros((2, GRID, GRID), np.float32)
+    edges = np.arange(GRID + 1, dtype=np.float64) * STRIDE
+    for k in range(2):
+        for x0, y0, x1, y1 in bxs[k]:
+            if not soft:
+                gx0, gy0 = max(int(x0 // STRIDE), 0), max(int(y0 // STRIDE), 0)
+                gx1, gy1 = min(int(np.ceil(x1 / STRIDE)), GRID), min(int(np.ceil(y1 / STRIDE)), GRID)
+                t[k, gy0:max(gy1, gy0 + 1), gx0:max(gx1, gx0 + 1)] = 1.0
+                continue
+            ox = np.clip(np.minimum(edges[1:], x1) - np.maximum(edges[:-1], x0), 0, None)
+            oy = np.clip(np.minimum(edges[1:], y1) - np.maximum(edges[:-1], y0), 0, None)
+            cover = np.outer(oy, ox)
+            if cover.max() > 0:
+                t[k] = np.maximum(t[k], cover / cover.max())
+    return t
+
+
+def on_image_cells(extent):
+    """[32,32] bool: cells whose centre lies on the image, not on letterbox
+    padding (the service never puts a peak on padding)."""
+    c = (np.arange(GRID) + 0.5) * STRIDE
+    x0, y0, x1, y1 = extent
+    return ((c[:, None] >= y0) & (c[:, None] < y1)) & ((c[None, :] >= x0) & (c[None, :] < x1))
 
 
 def auc(scores, labels):
@@ -133,11 +152,13 @@ def auc(scores, labels):
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def refined_peak(m):
+def refined_peak(m, on_image=None):
     """Argmax cell refined by the weighted centroid of its 3x3 neighbourhood
-    (values above the neighbourhood's minimum), in model pixels; the same
-    rule as the service (src/triage/heatmap.rs)."""
-    p = 1 / (1 + np.exp(-m))
+    (sigmoid values above the neighbourhood's minimum, padding cells 0), in
+    model pixels; the same rule as the service (src/triage/heatmap.rs)."""
+    p = 1 / (1 + np.exp(-m.astype(np.float64)))
+    if on_image is not None:
+        p = np.where(on_image, p, 0.0)
     cy, cx = np.unravel_index(np.argmax(p), p.shape)
     y0, y1 = max(cy - 1, 0), min(cy + 2, p.shape[0])
     x0, x1 = max(cx - 1, 0), min(cx + 2, p.shape[1])
@@ -148,15 +169,22 @@ def refined_peak(m):
     return ((xs + 0.5) * w).sum() / w.sum() * STRIDE, ((ys + 0.5) * w).sum() / w.sum() * STRIDE
 
 
-def peak_hits(maps, boxes, k):
-    """Share of images with a box of finding k whose refined heatmap peak
-    lies inside one of those boxes (model pixels, strict)."""
+def cell_peak(m, on_image=None):
+    """Centre of the argmax cell (padding cells excluded), model pixels."""
+    p = np.where(on_image, m, -np.inf) if on_image is not None else m
+    cy, cx = np.unravel_index(np.argmax(p), p.shape)
+    return (cx + 0.5) * STRIDE, (cy + 0.5) * STRIDE
+
+
+def peak_hits(maps, boxes, extents, k, rule=refined_peak):
+    """Share of images with a box of finding k whose heatmap peak lies
+    inside one of those boxes (model pixels, half-open)."""
     hits = total = 0
-    for m, bxs in zip(maps, boxes):
+    for m, bxs, ext in zip(maps, boxes, extents):
         if not bxs[k]:
             continue
         total += 1
-        px, py = refined_peak(m[k])
+        px, py = rule(m[k], on_image_cells(ext))
         if any(x0 <= px < x1 and y0 <= py < y1 for x0, y0, x1, y1 in bxs[k]):
             hits += 1
     return hits / max(total, 1), total

@@ -1,6 +1,6 @@
 """Evaluates the exported reference model with ONNX Runtime on the
 validation set (to choose operating points) and on the held-out sets
-(different seeds, two image shapes) to report them. Writes
+(different seeds, three image shapes) to report them. Writes
 out/reference-metrics.json.
 
     .venv-train/bin/python models/training/evaluate.py
@@ -21,14 +21,14 @@ from common import FINDINGS, OUT, ROOT, auc, load_set, peak_hits
 
 
 def run(sess, name):
-    images, rows, labels, _, boxes = load_set(name)
+    images, rows, labels, boxes, extents = load_set(name)
     scores, maps = [], []
     for i in range(0, len(rows), 64):
         x = np.asarray(images[rows[i:i + 64]], np.float32) * 2 - 1
         s, m = sess.run(["scores", "heatmaps"], {"image": x})
         scores.append(1 / (1 + np.exp(-s)))
         maps.append(m)
-    return np.concatenate(scores), np.concatenate(maps), labels, boxes
+    return np.concatenate(scores), np.concatenate(maps), labels, boxes, extents
 
 
 def threshold_for_sensitivity(s, y, target):
@@ -52,18 +52,19 @@ def rates(s, y, t):
 
 def main():
     sess = ort.InferenceSession(str(ROOT.parent / "cxr-reference-v1.onnx"), providers=["CPUExecutionProvider"])
-    vs, _, vy, _ = run(sess, "val")
-    held = [run(sess, n) for n in ("heldout-a", "heldout-b")]
+    vs, _, vy, _, _ = run(sess, "val")
+    held = [run(sess, n) for n in ("heldout-a", "heldout-b", "heldout-c")]
     hs = np.concatenate([h[0] for h in held])
     hm = np.concatenate([h[1] for h in held])
     hy = np.concatenate([h[2] for h in held])
     hb = [b for h in held for b in h[3]]
+    he = np.concatenate([h[4] for h in held])
     report = {"validation_images": len(vy), "heldout_images": len(hy), "findings": {}}
     for k, name in enumerate(FINDINGS):
         screening = threshold_for_sensitivity(vs[:, k], vy[:, k], 0.95)
         high = max(threshold_for_specificity(vs[:, k], vy[:, k], 0.995), screening)
         ops = {"screening": round(screening, 4), "high_specificity": round(high, 4)}
-        hit, n = peak_hits(hm, hb, k)
+        hit, n = peak_hits(hm, hb, he, k)
         entry = {
             "heldout_auc": round(auc(hs[:, k], hy[:, k]), 4),
             "validation_auc": round(auc(vs[:, k], vy[:, k]), 4),

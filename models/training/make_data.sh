@@ -11,14 +11,20 @@ BIN=${1:-target/release/cxr-triage}
 DATA=models/training/data
 mkdir -p "$DATA"
 
-# name count seed size
+# name count seed size (columns x rows). Stage 1 trains on train-a..c, stage 2 on
+# all six; validation chooses checkpoints and operating points; held-out sets
+# (other seeds and shapes) are only scored.
 SETS=(
   "train-a 4000 1001 512x512"
   "train-b 1500 1002 448x576"
   "train-c 1000 1003 608x480"
+  "train-d 2500 1004 464x592"
+  "train-e 2000 1005 592x464"
+  "train-f 2000 1006 512x512"
   "val 800 2001 512x512"
   "heldout-a 500 3001 512x512"
   "heldout-b 300 3002 480x600"
+  "heldout-c 300 3003 576x448"
 )
 for set in "${SETS[@]}"; do
   read -r name count seed size <<<"$set"

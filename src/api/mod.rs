@@ -3,8 +3,11 @@
 //! translates between protobuf messages and the [`Pipeline`]; it never
 //! touches ONNX Runtime or SQLite directly.
 
+mod admission;
 mod convert;
 mod server;
+
+pub use admission::Admitted;
 
 pub use server::{install_metrics, run};
 
@@ -31,6 +34,9 @@ pub mod pb {
 
 pub use pb::triage_server::TriageServer;
 
+/// Numbers requests in logs.
+static NEXT_REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Default longest side of overlays in responses.
 const OVERLAY_DEFAULT: u32 = 512;
 
@@ -52,18 +58,45 @@ impl TriageApi {
 
     async fn analyze_bytes(
         &self,
+        admission: Option<crate::service::Admission>,
         bytes: Vec<u8>,
         options: Option<pb::AnalyzeOptions>,
     ) -> Result<Response<pb::AnalyzeResponse>, Status> {
+        use tracing::Instrument as _;
         let options = options.unwrap_or_default();
-        let outcome = match self.pipeline.analyze(bytes).await {
+        // A per-process request number: requests are traced without any
+        // identifier from the file (no patient, study or instance IDs).
+        let request = NEXT_REQUEST.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let span = tracing::info_span!("analyze", request, bytes = bytes.len());
+        let result = async {
+            match admission {
+                Some(a) => self.pipeline.analyze_admitted(a, bytes).await,
+                None => self.pipeline.analyze(bytes).await,
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        let outcome = match result {
             Ok(o) => o,
             Err(e) => {
                 let status = status_of(e);
+                span.in_scope(|| tracing::info!(code = ?status.code(), "analysis refused"));
                 metrics::counter!("cxr_requests_failed_total", "code" => format!("{:?}", status.code())).increment(1);
                 return Err(status);
             }
         };
+        span.in_scope(|| {
+            tracing::info!(
+                analyzable = outcome.analyzable,
+                priority = outcome.image_priority.priority.as_str(),
+                decode_ms = outcome.timings.decode_ms,
+                preprocess_ms = outcome.timings.engine.preprocess_ms,
+                queue_ms = outcome.timings.engine.queue_ms,
+                inference_ms = outcome.timings.engine.inference_ms,
+                total_ms = outcome.timings.total_ms,
+                "analysis committed"
+            )
+        });
         metrics::counter!("cxr_analyses_total", "outcome" => if outcome.analyzable { "analyzed" } else { "not_analyzed" }).increment(1);
         let overlay_side = if options.overlay_max_side == 0 {
             OVERLAY_DEFAULT
@@ -76,6 +109,14 @@ impl TriageApi {
             overlay_side,
         )))
     }
+}
+
+/// The analysis slot taken for this request by [`Admitted`], if any.
+fn admission_of<T>(request: &Request<T>) -> Option<crate::service::Admission> {
+    request
+        .extensions()
+        .get::<admission::AdmissionSlot>()
+        .and_then(|slot| slot.take())
 }
 
 /// Maps pipeline failures to gRPC codes.
@@ -120,14 +161,17 @@ impl pb::triage_server::Triage for TriageApi {
         &self,
         request: Request<pb::AnalyzeRequest>,
     ) -> Result<Response<pb::AnalyzeResponse>, Status> {
+        let admission = admission_of(&request);
         let request = request.into_inner();
-        self.analyze_bytes(request.dicom, request.options).await
+        self.analyze_bytes(admission, request.dicom, request.options)
+            .await
     }
 
     async fn analyze_stream(
         &self,
         request: Request<Streaming<pb::AnalyzeChunk>>,
     ) -> Result<Response<pb::AnalyzeResponse>, Status> {
+        let admission = admission_of(&request);
         let mut stream = request.into_inner();
         let mut bytes = Vec::new();
         let mut options = None;
@@ -147,7 +191,7 @@ impl pb::triage_server::Triage for TriageApi {
         if bytes.is_empty() {
             return Err(Status::invalid_argument("no data"));
         }
-        self.analyze_bytes(bytes, options).await
+        self.analyze_bytes(admission, bytes, options).await
     }
 
     async fn list_worklist(

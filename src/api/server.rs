@@ -10,7 +10,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-use super::{pb, TriageApi, TriageServer};
+use super::{pb, Admitted, TriageApi, TriageServer};
 use crate::config::ServiceConfig;
 use crate::engine::Engine;
 use crate::service::Pipeline;
@@ -144,7 +144,7 @@ pub async fn run(
     builder
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(triage)
+        .add_service(Admitted::new(triage, Arc::clone(&pipeline)))
         .serve_with_incoming_shutdown(incoming, async move {
             if let Ok(Some(e)) = stop_rx.await {
                 let _ = error_tx.send(e).await;

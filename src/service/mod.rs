@@ -88,6 +88,10 @@ pub struct Timings {
     pub total_ms: f64,
 }
 
+/// One analysis slot (see [`Pipeline::admit`]); released when dropped.
+#[derive(Debug)]
+pub struct Admission(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
 /// The shared pipeline.
 pub struct Pipeline {
     engine: tokio::sync::OnceCell<Arc<Engine>>,
@@ -143,15 +147,35 @@ impl Pipeline {
         max.saturating_sub(self.permits.available_permits())
     }
 
-    /// Analyses one DICOM file and commits its result to the worklist.
-    pub async fn analyze(&self, bytes: Vec<u8>) -> Result<Outcome, PipelineError> {
-        let started = Instant::now();
-        let engine = self.engine.get().cloned().ok_or(PipelineError::WarmingUp)?;
-        let _permit = self
-            .permits
+    /// Takes one of the `max_concurrent` analysis slots, or refuses at once
+    /// with [`PipelineError::Overloaded`] (never queues: the caller's body
+    /// is not read while the service is full, so memory stays bounded).
+    pub fn admit(&self) -> Result<Admission, PipelineError> {
+        if self.engine.get().is_none() {
+            return Err(PipelineError::WarmingUp);
+        }
+        self.permits
             .clone()
             .try_acquire_owned()
-            .map_err(|_| PipelineError::Overloaded("too many analyses in flight".into()))?;
+            .map(Admission)
+            .map_err(|_| PipelineError::Overloaded("too many analyses in flight".into()))
+    }
+
+    /// Analyses one DICOM file and commits its result to the worklist.
+    pub async fn analyze(&self, bytes: Vec<u8>) -> Result<Outcome, PipelineError> {
+        let admission = self.admit()?;
+        self.analyze_admitted(admission, bytes).await
+    }
+
+    /// [`Pipeline::analyze`] in a slot taken earlier with [`Pipeline::admit`].
+    pub async fn analyze_admitted(
+        &self,
+        admission: Admission,
+        bytes: Vec<u8>,
+    ) -> Result<Outcome, PipelineError> {
+        let _admission = admission;
+        let started = Instant::now();
+        let engine = self.engine.get().cloned().ok_or(PipelineError::WarmingUp)?;
         let limits = self.limits.clone();
         let decode_started = Instant::now();
         let decoded = tokio::task::spawn_blocking(move || {
