@@ -50,10 +50,12 @@ unit:
 	$(CARGO) test --locked
 
 ## bench: criterion benches of decode + VOI per transfer syntax, and of
-## preprocess + inference per model and batch size.
+## preprocess + inference per model and batch size; the service under
+## concurrent clients (p50/p99 per stage, memory under 32 x 20 MB uploads).
 bench: setup-test fixtures
 	$(CARGO) bench --locked --bench decode
 	$(CARGO) bench --locked --bench engine
+	$(CARGO) bench --locked --bench service
 
 ## bench-baseline: ours vs pydicom on the same files, same run, with the ratio.
 bench-baseline: setup-test fixtures build

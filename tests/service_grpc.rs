@@ -371,7 +371,7 @@ async fn a_large_file_streams_and_excess_load_is_refused() {
         .into_inner();
     assert!(r.analyzable);
 
-    // One analysis at a time: of 6 at once, some are refused, none lost.
+    // One analysis at a time: 6 at once are each answered or refused.
     let mut tasks = Vec::new();
     for i in 0..6 {
         let mut client = TriageClient::new(ch.clone());
@@ -397,7 +397,9 @@ async fn a_large_file_streams_and_excess_load_is_refused() {
             }
         }
     }
-    assert!(ok >= 1 && refused >= 1, "ok {ok}, refused {refused}");
+    // How many overlap depends on timing; each is answered or refused with
+    // the hint. (Refusal itself is proven deterministically below.)
+    assert!(ok >= 1 && ok + refused == 6, "ok {ok}, refused {refused}");
 
     // The slot is taken when a call's headers arrive: while an upload is
     // still streaming, another call is refused before its bytes are read,

@@ -11,8 +11,8 @@ BIN=${1:-target/release/cxr-triage}
 DATA=models/training/data
 mkdir -p "$DATA"
 
-# name count seed size (columns x rows). Stage 1 trains on train-a..c, stage 2 on
-# all six; validation chooses checkpoints and operating points; held-out sets
+# name count seed size (columns x rows). Stages 1 and 2 train on train-a..c,
+# stage 3 on all six; validation chooses checkpoints and operating points; held-out sets
 # (other seeds and shapes) are only scored.
 SETS=(
   "train-a 4000 1001 512x512"

@@ -18,6 +18,13 @@ cp out/reference.pt out/reference-stage1.pt
 ../../.venv-train/bin/python train_reference.py --resume out/reference-stage1.pt --epochs 8 \
   --lr 1.5e-3 --warmup 0 --nodule-cell-weight 30
 cp out/reference.pt out/reference-stage2.pt
-../../.venv-train/bin/python export_onnx.py --checkpoint reference-stage2.pt
+# Stage 3: from stage 2, twice the images (six shapes), random shifts of up
+# to 16 px, soft heatmap targets (each cell's share of the box) and the
+# checkpoint chosen on validation AUC and heatmap peak-in-box together.
+../../.venv-train/bin/python train_reference.py --resume out/reference-stage2.pt --epochs 4 \
+  --lr 1e-3 --warmup 0 --nodule-cell-weight 30 \
+  --sets train-a,train-b,train-c,train-d,train-e,train-f --shift 16 --targets soft \
+  --select auc+peak --out reference-stage3.pt
+../../.venv-train/bin/python export_onnx.py --checkpoint reference-stage3.pt
 ../../.venv-train/bin/python evaluate.py
 ../../.venv-train/bin/python write_card.py

@@ -111,9 +111,10 @@ exactly what serving feeds the model).
 
 | set | images | seed | size |
 |---|---:|---:|---|
-| train | 4,000 + 1,500 + 1,000 | 1001, 1002, 1003 | 512², 448 × 576, 608 × 480 |
-| validation (operating points) | 800 | 2001 | 512² |
-| held-out (reported here) | 500 + 300 | 3001, 3002 | 512², 480 × 600 |
+| train (stages 1–2) | 4,000 + 1,500 + 1,000 | 1001, 1002, 1003 | 512², 448 × 576, 608 × 480 |
+| train (stage 3 adds) | 2,500 + 2,000 + 2,000 | 1004, 1005, 1006 | 464 × 592, 592 × 464, 512² |
+| validation (checkpoints, operating points) | 800 | 2001 | 512² |
+| held-out (reported here) | 500 + 300 + 300 | 3001, 3002, 3003 | 512², 480 × 600, 576 × 448 |
 
 Labels: `tuberculosis` = any TB pattern; `malignant_nodule` = a nodule that
 is spiculated or at least 10 mm (smaller smooth nodules are negatives).
@@ -123,12 +124,15 @@ and this small model does not find them reliably.
 
 Loss: binary cross-entropy on the image scores plus a per-cell binary
 cross-entropy of the heatmap logits against the ground-truth boxes (positive
-cells weighted 10 for TB, 30 for nodules in stage 2). Two stages on the CPU
-(2 cores, PyTorch 2.15, seed 20261122): 6 epochs of a 9-epoch one-cycle
-schedule on both findings (TB learnt by epoch 3, nodules barely), then
-8 epochs from there with a cosine schedule and nodule cells weighted up
-(best validation epoch: 7). `models/training/train.sh` reproduces everything
-(about 75 minutes on a 2-core machine).
+cells weighted 10 for TB, 30 for nodules from stage 2). Three stages on the
+CPU (2 cores, PyTorch 2.15, seed 20261122): 6 epochs of a 9-epoch one-cycle
+schedule on both findings (TB learnt by epoch 3, nodules barely); 8 epochs
+from there with a cosine schedule and nodule cells weighted up; then 4 epochs
+on twice the images (six image shapes) with random shifts of up to 16 px,
+soft cell targets (each cell holds its share of the box, so the map's peak
+centres on the lesion) and the checkpoint chosen on validation AUC and
+heatmap peak-in-box together. `models/training/train.sh` reproduces
+everything (about 110 minutes on a 2-core machine).
 
 ## Held-out results ({M['heldout_images']} images; seeds never used in training)
 

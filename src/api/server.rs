@@ -112,8 +112,12 @@ pub async fn run(
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
 
-    let mut builder =
-        Server::builder().timeout(Duration::from_secs(config.limits.request_timeout_s));
+    // HTTP/2's default 64 KiB flow-control window makes a 10-30 MB upload
+    // wait on hundreds of window updates; the adaptive window grows it to
+    // the link's bandwidth-delay product.
+    let mut builder = Server::builder()
+        .timeout(Duration::from_secs(config.limits.request_timeout_s))
+        .http2_adaptive_window(Some(true));
     if let Some(tls) = &config.tls {
         let cert =
             std::fs::read(&tls.cert).with_context(|| format!("TLS cert {}", tls.cert.display()))?;

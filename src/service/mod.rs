@@ -99,6 +99,7 @@ pub struct Pipeline {
     policy: PriorityPolicy,
     limits: IngestLimits,
     permits: Arc<Semaphore>,
+    cpu_slots: Arc<Semaphore>,
     events: broadcast::Sender<Event>,
 }
 
@@ -118,6 +119,9 @@ impl Pipeline {
             policy,
             limits: IngestLimits::default(),
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            cpu_slots: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
             events,
         }
     }
@@ -177,7 +181,15 @@ impl Pipeline {
         let started = Instant::now();
         let engine = self.engine.get().cloned().ok_or(PipelineError::WarmingUp)?;
         let limits = self.limits.clone();
+        // Decoding and preprocessing hold full-size pixel buffers (tens of
+        // MB per film): no more of them at once than there are cores, so
+        // memory stays proportional to the cores, not to the clients. The
+        // wait counts as decode time.
         let decode_started = Instant::now();
+        let cpu_slot = Arc::clone(&self.cpu_slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| PipelineError::ShutDown)?;
         let decoded = tokio::task::spawn_blocking(move || {
             let result = dicom::read_bytes(&bytes, &limits);
             match result {
@@ -211,8 +223,12 @@ impl Pipeline {
                 let identity = identity_of(&radiograph.meta);
                 let image = Arc::new(radiograph.image);
                 let preview_image = Arc::clone(&image);
+                // The preview and its PNG are made beside preprocessing and
+                // inference, off the async threads.
                 let preview = tokio::task::spawn_blocking(move || {
-                    overlay::preview(&preview_image, PREVIEW_MAX_SIDE)
+                    let preview = overlay::preview(&preview_image, PREVIEW_MAX_SIDE);
+                    let png = overlay::preview_png(&preview);
+                    (preview, png)
                 });
                 let result = match &radiograph.assessment.reason {
                     Some(r) => Err((r.code().to_string(), r.to_string())),
@@ -221,6 +237,7 @@ impl Pipeline {
                         let prepared = tokio::task::spawn_blocking(move || engine2.prepare(&image))
                             .await
                             .map_err(|_| PipelineError::ShutDown)?;
+                        drop(cpu_slot);
                         match engine.infer(prepared).await {
                             Ok(analysis) => Ok(analysis),
                             Err(EngineError::Overloaded) => {
@@ -268,6 +285,10 @@ impl Pipeline {
                 Some(priority::unread_kind(code)),
             ),
         };
+        let (preview, preview_png) = match preview {
+            Some((preview, png)) => (Some(preview), Some(png)),
+            None => (None, None),
+        };
         let result_json = serde_json::to_string(&StoredResult {
             findings: findings.iter().map(FindingSummary::from).collect(),
             provenance: provenance.clone(),
@@ -298,7 +319,7 @@ impl Pipeline {
                 })
                 .collect(),
             received_ms: now_ms(),
-            preview_png: preview.as_ref().map(overlay::preview_png),
+            preview_png,
         };
         let store_started = Instant::now();
         let store = Arc::clone(&self.store);

@@ -150,6 +150,8 @@ fn encode_png(data: &[u8], w: u32, h: u32, colour: png::ColorType) -> Vec<u8> {
         let mut encoder = png::Encoder::new(&mut out, w, h);
         encoder.set_color(colour);
         encoder.set_depth(png::BitDepth::Eight);
+        // Previews and overlays are made per request: speed over size.
+        encoder.set_compression(png::Compression::Fast);
         // Writing into a Vec with a matching buffer cannot fail.
         if let Ok(mut writer) = encoder.write_header() {
             let _ = writer.write_image_data(data);
