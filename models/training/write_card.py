@@ -24,7 +24,7 @@ MANIFEST = f"""# cxr-reference-v1 — reference model trained on synthetic radio
 # thresholds and numbers written by models/training/write_card.py.
 [model]
 id = "cxr-reference-v1"
-version = "1.0.0"
+version = "1.1.0"
 intended_use = "NOT FOR CLINICAL USE. Reference model trained on synthetic chest radiographs (cxr-triage synth) to test and benchmark the cxr-triage pipeline end to end."
 licence = "Apache-2.0"
 
