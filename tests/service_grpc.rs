@@ -403,47 +403,56 @@ async fn a_large_file_streams_and_excess_load_is_refused() {
 
     // The slot is taken when a call's headers arrive: while an upload is
     // still streaming, another call is refused before its bytes are read,
-    // and the upload then completes.
-    let (tx, rx) = tokio::sync::mpsc::channel::<pb::AnalyzeChunk>(4);
-    let mut streaming = TriageClient::new(ch.clone());
-    let upload = tokio::spawn(async move {
-        streaming
-            .analyze_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-    });
+    // and the upload then completes. (Should the probe win the race for
+    // the one slot, the upload is the one refused: try again.)
     let (head, tail) = small.split_at(small.len() / 2);
-    tx.send(pb::AnalyzeChunk {
-        options: Some(pb::AnalyzeOptions::default()),
-        data: head.to_vec(),
-    })
-    .await
-    .unwrap();
-    let mut refused_while_streaming = false;
-    for _ in 0..100 {
-        let e = TriageClient::new(ch.clone())
+    let mut proven = false;
+    for _ in 0..20 {
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::AnalyzeChunk>(4);
+        let mut streaming = TriageClient::new(ch.clone());
+        let upload = tokio::spawn(async move {
+            streaming
+                .analyze_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+        });
+        tx.send(pb::AnalyzeChunk {
+            options: Some(pb::AnalyzeOptions::default()),
+            data: head.to_vec(),
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let probe = TriageClient::new(ch.clone())
             .analyze(pb::AnalyzeRequest {
                 dicom: small.clone(),
                 options: None,
             })
             .await;
-        match e {
-            Err(e) if e.code() == tonic::Code::ResourceExhausted => {
-                refused_while_streaming = true;
-                break;
-            }
-            // The upload's headers may not have reached the server yet.
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        let refused = matches!(&probe, Err(e) if e.code() == tonic::Code::ResourceExhausted);
+        let _ = tx
+            .send(pb::AnalyzeChunk {
+                options: None,
+                data: tail.to_vec(),
+            })
+            .await;
+        drop(tx);
+        let uploaded = upload.await.unwrap();
+        if refused {
+            assert!(uploaded.unwrap().into_inner().analyzable);
+            proven = true;
+            break;
+        }
+        // The probe was admitted first: the upload was refused, or went
+        // through after the probe finished.
+        assert!(probe.is_ok(), "{probe:?}");
+        if let Err(e) = uploaded {
+            assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e}");
         }
     }
-    assert!(refused_while_streaming);
-    tx.send(pb::AnalyzeChunk {
-        options: None,
-        data: tail.to_vec(),
-    })
-    .await
-    .unwrap();
-    drop(tx);
-    assert!(upload.await.unwrap().unwrap().into_inner().analyzable);
+    assert!(
+        proven,
+        "a call was never refused while an upload held the slot"
+    );
 
     // Larger than limits.max_stream_mib: refused, and the service goes on.
     let mut c2 = TriageClient::new(ch.clone());
