@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod campaign;
 pub mod cli;
 pub mod config;
 pub mod dicom;

@@ -52,6 +52,14 @@ pub enum Command {
     /// Model repository tools: `models check [DIR]` validates manifests
     /// against their ONNX graphs and warms each model up.
     Models(ModelsArgs),
+    /// Score a screening campaign: folders of DICOM files → one row per
+    /// image (CSV or JSON Lines), resumable, shardable, optionally into the
+    /// worklist database.
+    Score(crate::campaign::ScoreArgs),
+    /// Evaluate results against ground truth: AUC with its 95 % interval,
+    /// sensitivity/specificity/PPV/NPV per operating point, the threshold for
+    /// a target sensitivity; can write site operating points.
+    Evaluate(crate::campaign::EvaluateArgs),
 }
 
 impl Command {
@@ -64,6 +72,8 @@ impl Command {
             Command::Preprocess(args) => preprocess::run(&args),
             Command::Analyze(args) => analyze::run(&args),
             Command::Models(args) => models::run(&args),
+            Command::Score(args) => crate::campaign::score::run(&args),
+            Command::Evaluate(args) => crate::campaign::evaluate::run(&args),
         }
     }
 }

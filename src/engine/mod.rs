@@ -103,6 +103,11 @@ pub struct EngineConfig {
     /// The operating point in use per finding (default: each model's own
     /// `default_operating_point`). Sites calibrate these locally.
     pub operating_points: BTreeMap<FindingKind, String>,
+    /// Operating points a site adds to its models, per finding: name →
+    /// threshold on the calibrated score (as `cxr-triage evaluate
+    /// --write-operating-points` writes them). Select one with
+    /// `operating_points`.
+    pub site_operating_points: BTreeMap<FindingKind, BTreeMap<String, f64>>,
     /// Heatmap level at or above which cells form regions.
     pub region_level: f32,
 }
@@ -115,6 +120,7 @@ impl Default for EngineConfig {
             batch: BatchSettings::default(),
             occlusion: OcclusionSettings::default(),
             operating_points: BTreeMap::new(),
+            site_operating_points: BTreeMap::new(),
             region_level: 0.5,
         }
     }
@@ -217,7 +223,7 @@ impl Engine {
     /// Each finding is served by the first model (in file-name order) that
     /// declares it; a model left with no finding is not loaded.
     pub fn load(config: &EngineConfig) -> Result<Engine, EngineError> {
-        let manifests = load_manifests(&config.models_dir)?;
+        let mut manifests = load_manifests(&config.models_dir)?;
         if !(2..=64).contains(&config.occlusion.grid) {
             return Err(EngineError::Config(format!(
                 "occlusion.grid = {} (must be 2–64)",
@@ -243,6 +249,23 @@ impl Engine {
                     None => {
                         assigned.insert(*kind, i);
                     }
+                }
+            }
+        }
+        for (kind, points) in &config.site_operating_points {
+            let Some(&i) = assigned.get(kind) else {
+                return Err(EngineError::Config(format!(
+                    "site_operating_points.{kind}: no model provides {kind}"
+                )));
+            };
+            for (name, threshold) in points {
+                if !(0.0..=1.0).contains(threshold) {
+                    return Err(EngineError::Config(format!(
+                        "site_operating_points.{kind}.{name} = {threshold}: a threshold is a score in [0, 1]"
+                    )));
+                }
+                if let Some(finding) = manifests[i].1.findings.get_mut(kind) {
+                    finding.operating_points.insert(name.clone(), *threshold);
                 }
             }
         }

@@ -1,0 +1,11 @@
+//! Screening campaigns: `cxr-triage score` rescores folders of DICOM files
+//! (resumable, shardable, bounded memory) and `cxr-triage evaluate` measures
+//! the results against ground truth and chooses site operating points.
+
+pub mod evaluate;
+pub mod results;
+pub mod score;
+
+pub use evaluate::{evaluate, EvaluateArgs, Evaluation, FindingEvaluation};
+pub use results::{read_results, ResultRow};
+pub use score::{score, ScoreArgs, ScoreSummary, Shard};
