@@ -212,6 +212,29 @@ fn a_campaign_is_scored_resumed_sharded_and_evaluated() {
             < 1e-12
     );
 
+    // The report: one offline page, a histogram and a ROC curve per finding.
+    let page = tmp.path().join("report.html");
+    let out = run(bin().args([
+        "report",
+        results.to_str().unwrap(),
+        "--evaluation",
+        eval_json.to_str().unwrap(),
+        "-o",
+        page.to_str().unwrap(),
+    ]));
+    assert!(out.status.success());
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(html.matches("<svg").count(), 4);
+    assert_eq!(html.matches("aria-label=\"ROC curve\"").count(), 2);
+    for outside in ["<script", "<link", "http://", "https://", "url("] {
+        assert!(
+            !html.contains(outside),
+            "the report refers outside: {outside}"
+        );
+    }
+    let critical = resumed.iter().filter(|r| r.priority == "CRITICAL").count();
+    assert!(html.contains(&format!("<td>CRITICAL</td><td class=\"n\">{critical}</td>")));
+
     // The site file loads into the engine, and `score --config` applies it:
     // the chosen threshold flags at least 90 % of the TB-positive films.
     let config = cxr_triage::config::ServiceConfig::load(Some(&site)).unwrap();

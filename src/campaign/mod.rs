@@ -1,8 +1,10 @@
 //! Screening campaigns: `cxr-triage score` rescores folders of DICOM files
 //! (resumable, shardable, bounded memory) and `cxr-triage evaluate` measures
-//! the results against ground truth and chooses site operating points.
+//! the results against ground truth and chooses site operating points;
+//! `cxr-triage report` draws them as one offline HTML page.
 
 pub mod evaluate;
+pub mod report;
 pub mod results;
 pub mod score;
 

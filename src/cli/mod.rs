@@ -60,6 +60,9 @@ pub enum Command {
     /// sensitivity/specificity/PPV/NPV per operating point, the threshold for
     /// a target sensitivity; can write site operating points.
     Evaluate(crate::campaign::EvaluateArgs),
+    /// Write a self-contained HTML report of results (and an evaluation):
+    /// priorities, score histograms, ROC curves, slowest and unread images.
+    Report(crate::campaign::report::ReportArgs),
 }
 
 impl Command {
@@ -74,6 +77,7 @@ impl Command {
             Command::Models(args) => models::run(&args),
             Command::Score(args) => crate::campaign::score::run(&args),
             Command::Evaluate(args) => crate::campaign::evaluate::run(&args),
+            Command::Report(args) => crate::campaign::report::run(&args),
         }
     }
 }
