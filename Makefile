@@ -13,7 +13,7 @@ export ORT_DYLIB_PATH
 RUST_LIB_BACKTRACE ?= 0
 export RUST_LIB_BACKTRACE
 
-.PHONY: run demo test setup-run setup-test build fixtures lint unit bench bench-baseline fuzz clean-fixtures
+.PHONY: run demo test setup-run setup-test build fixtures lint unit bench bench-baseline bench-pipeline fuzz clean-fixtures
 
 ## run: set up, build, check the bundled models, and serve on embedded
 ## defaults (gRPC 127.0.0.1:50051, metrics 127.0.0.1:9464, data in ./data).
@@ -60,6 +60,11 @@ bench: setup-test fixtures
 ## bench-baseline: ours vs pydicom on the same files, same run, with the ratio.
 bench-baseline: setup-test fixtures build
 	$(PYTHON) benches/baseline/compare.py
+
+## bench-pipeline: the whole scoring pipeline, ours vs pydicom + numpy +
+## onnxruntime, same model, same files, one thread each, with the ratio.
+bench-pipeline: setup-test fixtures build
+	$(PYTHON) benches/baseline/pipeline_compare.py
 
 clean-fixtures:
 	rm -rf test-images/generated

@@ -385,3 +385,44 @@ fn a_thousand_image_campaign_runs_in_bounded_memory_into_the_worklist() {
     let unique: BTreeSet<&str> = rows.iter().map(|r| r.study_instance_uid.as_str()).collect();
     assert_eq!(studies as usize, unique.len());
 }
+
+#[test]
+fn bench_reports_every_stage_as_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("bench.json");
+    let out = run(bin().args([
+        "bench",
+        "--models",
+        models().to_str().unwrap(),
+        "--synthetic",
+        "2",
+        "--requests",
+        "6",
+        "--batch",
+        "1,2",
+        "--concurrency",
+        "1,3",
+        "--provider",
+        "cpu",
+        "--json",
+        json.to_str().unwrap(),
+    ]));
+    assert!(out.status.success());
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    assert_eq!(r["provider"], "cpu");
+    assert_eq!(r["model"], "cxr-reference-v1 1.1.0");
+    for stage in [
+        &r["decode"],
+        &r["preprocess"],
+        &r["inference"]["1"],
+        &r["inference"]["2"],
+    ] {
+        assert!(stage["images_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(stage["p50_ms"].as_f64().unwrap() <= stage["p99_ms"].as_f64().unwrap());
+    }
+    let pipeline = r["pipeline"].as_array().unwrap();
+    assert_eq!(pipeline.len(), 2);
+    assert_eq!(pipeline[1]["concurrency"], 3);
+    assert!(r["pipeline_efficiency"]["ratio"].as_f64().unwrap() > 0.0);
+}

@@ -3,6 +3,7 @@
 //! the results against ground truth and chooses site operating points;
 //! `cxr-triage report` draws them as one offline HTML page.
 
+pub mod bench;
 pub mod evaluate;
 pub mod report;
 pub mod results;

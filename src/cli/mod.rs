@@ -63,6 +63,9 @@ pub enum Command {
     /// Write a self-contained HTML report of results (and an evaluation):
     /// priorities, score histograms, ROC curves, slowest and unread images.
     Report(crate::campaign::report::ReportArgs),
+    /// Benchmark this machine: decode, preprocess, inference per batch size
+    /// and the whole pipeline under N workers, on the provider it gets.
+    Bench(crate::campaign::bench::BenchArgs),
 }
 
 impl Command {
@@ -78,6 +81,7 @@ impl Command {
             Command::Score(args) => crate::campaign::score::run(&args),
             Command::Evaluate(args) => crate::campaign::evaluate::run(&args),
             Command::Report(args) => crate::campaign::report::run(&args),
+            Command::Bench(args) => crate::campaign::bench::run(&args),
         }
     }
 }
