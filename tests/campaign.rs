@@ -243,7 +243,26 @@ fn a_campaign_is_scored_resumed_sharded_and_evaluated() {
         "site"
     );
     let rescored = tmp.path().join("site.csv");
-    score(&[&films], &rescored, &["--config", site.to_str().unwrap()]);
+    let pngs = tmp.path().join("heatmaps");
+    score(
+        &[&films],
+        &rescored,
+        &[
+            "--config",
+            site.to_str().unwrap(),
+            "--heatmaps",
+            pngs.to_str().unwrap(),
+        ],
+    );
+    // A heatmap overlay per analysed film and finding, as PNG.
+    let written: Vec<_> = std::fs::read_dir(&pngs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(written.len(), 40 * 2);
+    for p in written.iter().take(4) {
+        assert!(std::fs::read(p).unwrap().starts_with(b"\x89PNG"));
+    }
     let rows = read_results(&rescored).unwrap();
     let flagged = rows
         .iter()

@@ -334,7 +334,9 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<ScoreSummary> {
                         clock(eta)
                     );
                     if tty {
-                        eprint!("\r{line}   ");
+                        let filled = (30 * n / total.max(1)).min(30);
+                        let bar = format!("[{}{}]", "#".repeat(filled), ".".repeat(30 - filled));
+                        eprint!("\r{bar} {line}   ");
                     } else if last_line.elapsed().as_secs_f64() >= every {
                         eprintln!("score: {line}");
                         last_line = Instant::now();
