@@ -10,8 +10,10 @@ fn main() -> std::process::ExitCode {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
     let cli = cxr_triage::cli::Cli::parse();
-    // The service logs each request (no identifiers) at info; tools log warnings.
-    let default = matches!(cli.command, cxr_triage::cli::Command::Serve(_)).then_some("info");
+    // The service logs each request (no identifiers) at info (ONNX Runtime's
+    // own chatter at warn); tools log warnings.
+    let default =
+        matches!(cli.command, cxr_triage::cli::Command::Serve(_)).then_some("info,ort=warn");
     cxr_triage::cli::init_logging(cli.log.as_deref().or(default));
     match cli.command.run() {
         Ok(code) => code,
