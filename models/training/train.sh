@@ -26,5 +26,6 @@ cp out/reference.pt out/reference-stage2.pt
   --sets train-a,train-b,train-c,train-d,train-e,train-f --shift 16 --targets soft \
   --select auc+peak --out reference-stage3.pt
 ../../.venv-train/bin/python export_onnx.py --checkpoint reference-stage3.pt
+../../.venv-train/bin/python -W ignore make_fp16.py ../cxr-reference-v1.onnx ../cxr-reference-v1-fp16.onnx
 ../../.venv-train/bin/python evaluate.py
 ../../.venv-train/bin/python write_card.py

@@ -27,6 +27,9 @@ id = "cxr-reference-v1"
 version = "1.1.0"
 intended_use = "NOT FOR CLINICAL USE. Reference model trained on synthetic chest radiographs (cxr-triage synth) to test and benchmark the cxr-triage pipeline end to end."
 licence = "Apache-2.0"
+# Half-precision variant (make_fp16.py), used on CUDA/TensorRT when
+# engine.session.fp16 is on.
+fp16_file = "cxr-reference-v1-fp16.onnx"
 
 [input]
 tensor = "image"

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::dicom::{self, IngestLimits};
 use crate::engine::{
-    load_manifests, BatchSettings, Engine, EngineConfig, ModelSession, ProviderChoice,
+    load_manifests, BatchSettings, ConvSearch, Engine, EngineConfig, ModelSession, ProviderChoice,
     SessionSettings,
 };
 use crate::preprocess::write_input;
@@ -60,6 +60,16 @@ pub struct BenchArgs {
     /// ONNX Runtime intra-op threads (0: its default, all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Use the model's fp16 variant (`model.fp16_file`) on CUDA/TensorRT.
+    #[arg(long)]
+    pub fp16: bool,
+    /// On CUDA/TensorRT, pass inputs through pinned buffers with an I/O
+    /// binding; inference alone is then timed both ways side by side.
+    #[arg(long)]
+    pub io_binding: bool,
+    /// cuDNN convolution algorithm search on CUDA.
+    #[arg(long, value_enum, default_value = "heuristic")]
+    pub conv_search: ConvSearch,
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -150,6 +160,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     let settings = SessionSettings {
         provider: args.provider,
         intra_threads: args.threads,
+        fp16: args.fp16,
+        io_binding: args.io_binding,
+        conv_search: args.conv_search,
         ..SessionSettings::default()
     };
     let spec = manifest.input_spec();
@@ -182,24 +195,48 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     // Inference alone per batch size.
     let mut session = ModelSession::open(&manifest_path, manifest.clone(), &settings)?;
     let provider = session.provider;
+    let fp16 = session.fp16;
+    let io_binding = session.io_binding();
     let mut inference = serde_json::Map::new();
+    // Without the I/O binding, timed in the same run (GPU only).
+    let mut pageable = serde_json::Map::new();
+    let ways: &[bool] = if io_binding { &[true, false] } else { &[false] };
     for &b in &args.batch {
         let b = b.max(1);
         let batch: Vec<&[f32]> = (0..b)
             .map(|i| tensors[i % tensors.len()].as_slice())
             .collect();
-        session.run(&batch)?; // warm-up at this shape
         let runs = (64 / b).clamp(3, 32);
-        let mut ms = Vec::new();
-        let t0 = Instant::now();
-        for _ in 0..runs {
-            let t = Instant::now();
-            session.run(&batch)?;
-            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        // Alternate the two ways in rounds so drift hits both alike.
+        let mut ms = vec![Vec::new(); ways.len()];
+        let mut seconds = vec![0.0; ways.len()];
+        for &way in ways {
+            session.set_io_binding(way);
+            session.run(&batch)?; // warm-up at this shape
         }
-        let seconds = t0.elapsed().as_secs_f64();
-        inference.insert(b.to_string(), stage(ms, runs * b, seconds));
+        for _round in 0..2 {
+            for (w, &way) in ways.iter().enumerate() {
+                session.set_io_binding(way);
+                let t0 = Instant::now();
+                for _ in 0..runs.div_ceil(2) {
+                    let t = Instant::now();
+                    session.run(&batch)?;
+                    ms[w].push(t.elapsed().as_secs_f64() * 1e3);
+                }
+                seconds[w] += t0.elapsed().as_secs_f64();
+            }
+        }
+        for (w, &way) in ways.iter().enumerate() {
+            let images = ms[w].len() * b;
+            let row = stage(std::mem::take(&mut ms[w]), images, seconds[w]);
+            if way || !io_binding {
+                inference.insert(b.to_string(), row);
+            } else {
+                pageable.insert(b.to_string(), row);
+            }
+        }
     }
+    session.set_io_binding(io_binding);
     drop(session);
 
     // The whole pipeline, N workers, the batching engine.
@@ -208,7 +245,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     let dir = std::env::temp_dir().join(format!("cxr-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let onnx = manifest.onnx_path(&manifest_path);
-    for f in [&manifest_path, &onnx] {
+    let mut model_files = vec![manifest_path.clone(), onnx];
+    if let Some(f16) = &manifest.model.fp16_file {
+        model_files.push(manifest_path.parent().unwrap_or(".".as_ref()).join(f16));
+    }
+    for f in model_files.iter().filter(|f| f.is_file()) {
         std::fs::copy(f, dir.join(f.file_name().context("model file name")?))
             .with_context(|| format!("copying {}", f.display()))?;
     }
@@ -277,6 +318,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     let report = json!({
         "model": model_id,
         "provider": provider.as_str(),
+        "fp16": fp16,
+        "io_binding": io_binding,
         "device": gpu.as_ref().map(|g| g.0.clone()).unwrap_or_else(|| format!("CPU ({} threads)", std::thread::available_parallelism().map_or(0, |n| n.get()))),
         "device_memory_used": gpu.as_ref().map(|g| g.1.clone()),
         "images": files.len(),
@@ -284,6 +327,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         "decode": stage(decode_ms, files.len(), decode_s),
         "preprocess": stage(prep_ms, files.len(), prep_s),
         "inference": inference,
+        "inference_without_io_binding": pageable,
         "pipeline": pipeline,
         "pipeline_efficiency": {
             "batch": reference_batch,
@@ -302,9 +346,19 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<std::process::ExitCode> {
 fn print_report(r: &serde_json::Value) {
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
     println!(
-        "model {}  provider {}  device {}{}",
+        "model {}  provider {}{}{}  device {}{}",
         r["model"].as_str().unwrap_or(""),
         r["provider"].as_str().unwrap_or(""),
+        if r["fp16"].as_bool() == Some(true) {
+            " fp16"
+        } else {
+            ""
+        },
+        if r["io_binding"].as_bool() == Some(true) {
+            " (pinned I/O binding)"
+        } else {
+            ""
+        },
         r["device"].as_str().unwrap_or(""),
         r["device_memory_used"]
             .as_str()
@@ -333,13 +387,19 @@ fn print_report(r: &serde_json::Value) {
             f(&s["p99_ms"])
         );
     }
-    if let Some(inf) = r["inference"].as_object() {
+    for (key, suffix) in [
+        ("inference", ""),
+        ("inference_without_io_binding", ", no binding"),
+    ] {
+        let Some(inf) = r[key].as_object() else {
+            continue;
+        };
         let mut sizes: Vec<(&String, &serde_json::Value)> = inf.iter().collect();
         sizes.sort_by_key(|(k, _)| k.parse::<usize>().unwrap_or(0));
         for (b, s) in sizes {
             println!(
                 "{:<28} {:>10.1} {:>10.2} {:>10.2}",
-                format!("inference, batch {b}"),
+                format!("inference, batch {b}{suffix}"),
                 f(&s["images_per_s"]),
                 f(&s["p50_ms"]),
                 f(&s["p99_ms"])

@@ -39,6 +39,9 @@ pub struct CheckArgs {
     /// Execution provider to try (falls back to the CPU, with the cause).
     #[arg(long, value_enum, env = "CXR_PROVIDER", default_value = "auto")]
     pub provider: ProviderChoice,
+    /// Use each model's fp16 variant (`model.fp16_file`) on CUDA/TensorRT.
+    #[arg(long)]
+    pub fp16: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -54,6 +57,7 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<ExitCode> {
 fn run_check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let settings = SessionSettings {
         provider: args.provider,
+        fp16: args.fp16,
         ..SessionSettings::default()
     };
     let manifests = match engine::load_manifests(&args.dir) {
@@ -78,7 +82,7 @@ fn run_check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<22} {:<8} {:<17} {:<44} {:<9} {:<8} {:>10}",
+        "{:<22} {:<8} {:<17} {:<44} {:<10} {:<8} {:>10}",
         "MODEL",
         "VERSION",
         "FINDING",
@@ -96,12 +100,12 @@ fn run_check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 .collect();
             if i == 0 {
                 println!(
-                    "{:<22} {:<8} {:<17} {:<44} {:<9} {:<8} {:>8.1}ms",
+                    "{:<22} {:<8} {:<17} {:<44} {:<10} {:<8} {:>8.1}ms",
                     row.model,
                     row.version,
                     finding.finding,
                     ops.join(" "),
-                    row.provider,
+                    format!("{}{}", row.provider, if row.fp16 { "+fp16" } else { "" }),
                     row.heatmap,
                     row.warmup_ms
                 );
@@ -129,6 +133,8 @@ struct Row {
     version: String,
     manifest: PathBuf,
     provider: ExecutionProvider,
+    fp16: bool,
+    io_binding: bool,
     fallback_cause: Option<String>,
     heatmap: &'static str,
     warmup_ms: f64,
@@ -151,6 +157,8 @@ impl Row {
             version: m.model.version.clone(),
             manifest: session.manifest_path.clone(),
             provider: session.provider,
+            fp16: session.fp16,
+            io_binding: session.io_binding(),
             fallback_cause: session.fallback_cause.clone(),
             heatmap: if session.heatmap_shape.is_some() {
                 "model"

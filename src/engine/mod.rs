@@ -38,7 +38,8 @@ pub use batcher::{BatchSettings, BatchStats, Inference};
 pub use manifest::{FindingKind, Manifest, ManifestError};
 pub use occlusion::{OcclusionMode, OcclusionSettings};
 pub use session::{
-    ExecutionProvider, HeatmapShape, ImageOutput, ModelSession, ProviderChoice, SessionSettings,
+    ConvSearch, ExecutionProvider, HeatmapShape, ImageOutput, ModelSession, ProviderChoice,
+    SessionSettings,
 };
 
 use crate::dicom::GreyImage;
@@ -295,7 +296,22 @@ impl Engine {
                 tracing::warn!(manifest = %path.display(), "model provides no finding not already provided; not loaded");
                 continue;
             }
-            let session = ModelSession::open(&path, manifest.clone(), &config.session)?;
+            let mut session = ModelSession::open(&path, manifest.clone(), &config.session)?;
+            let shapes = session
+                .warm_up_batches(config.batch.max_batch)
+                .map_err(|e| EngineError::Model {
+                    path: path.clone(),
+                    message: format!("warm-up of batch sizes failed: {e}"),
+                })?;
+            if !shapes.is_zero() {
+                tracing::info!(
+                    model = %manifest.model.id,
+                    max_batch = config.batch.max_batch,
+                    ms = shapes.as_secs_f64() * 1e3,
+                    "warmed up every batch size"
+                );
+                session.warmup += shapes;
+            }
             let occlusion =
                 session.heatmap_shape.is_none() && config.occlusion.enabled_for(session.provider);
             let operating_points = findings

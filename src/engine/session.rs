@@ -2,12 +2,14 @@
 //! fallback, validation of the graph against the manifest, warm-up, and
 //! running one batch.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ort::ep::{self, ExecutionProviderDispatch};
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::builder::GraphOptimizationLevel;
-use ort::session::Session;
+use ort::session::{IoBinding, Session, SessionOutputs};
 use ort::value::{Tensor, TensorElementType, ValueType};
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +53,8 @@ impl ExecutionProvider {
         }
     }
 
-    fn dispatch(self, device_id: i32) -> ExecutionProviderDispatch {
+    fn dispatch(self, settings: &SessionSettings) -> ExecutionProviderDispatch {
+        let device_id = settings.device_id;
         match self {
             ExecutionProvider::Tensorrt => ep::TensorRT::default()
                 .with_device_id(device_id)
@@ -59,6 +62,7 @@ impl ExecutionProvider {
                 .error_on_failure(),
             ExecutionProvider::Cuda => ep::CUDA::default()
                 .with_device_id(device_id)
+                .with_conv_algorithm_search(settings.conv_search.into())
                 .build()
                 .error_on_failure(),
             ExecutionProvider::Cpu => ep::CPU::default().build().error_on_failure(),
@@ -69,6 +73,31 @@ impl ExecutionProvider {
 impl std::fmt::Display for ExecutionProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// How cuDNN picks convolution algorithms on CUDA, for each new input
+/// shape (so for each new batch size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvSearch {
+    /// Time every algorithm (fastest kernels; each new batch size costs a
+    /// search, which the engine pays at load by warming every size up).
+    Exhaustive,
+    /// cuDNN's heuristics: no search.
+    #[default]
+    Heuristic,
+    /// One fixed default algorithm.
+    Default,
+}
+
+impl From<ConvSearch> for ep::cuda::ConvAlgorithmSearch {
+    fn from(c: ConvSearch) -> Self {
+        match c {
+            ConvSearch::Exhaustive => ep::cuda::ConvAlgorithmSearch::Exhaustive,
+            ConvSearch::Heuristic => ep::cuda::ConvAlgorithmSearch::Heuristic,
+            ConvSearch::Default => ep::cuda::ConvAlgorithmSearch::Default,
+        }
     }
 }
 
@@ -85,6 +114,14 @@ pub struct SessionSettings {
     pub intra_threads: usize,
     /// Use the manifest's `fp16_file` on CUDA/TensorRT when it names one.
     pub fp16: bool,
+    /// On CUDA/TensorRT, pass each batch's input through a pinned
+    /// (page-locked) host buffer bound to the session with an I/O binding,
+    /// so the copy to the GPU is a DMA transfer. Off by default: measured on
+    /// an H100 it did not pay with ONNX Runtime 1.31 (README, GPU figures).
+    /// Ignored on the CPU.
+    pub io_binding: bool,
+    /// cuDNN convolution algorithm search on CUDA.
+    pub conv_search: ConvSearch,
     /// ONNX Runtime library (default: `ORT_DYLIB_PATH`, then `.venv`).
     pub ort_library: Option<PathBuf>,
 }
@@ -96,6 +133,8 @@ impl Default for SessionSettings {
             device_id: 0,
             intra_threads: 0,
             fp16: false,
+            io_binding: false,
+            conv_search: ConvSearch::Heuristic,
             ort_library: None,
         }
     }
@@ -139,6 +178,87 @@ pub struct ModelSession {
     pub heatmap_shape: Option<HeatmapShape>,
     /// Time of the warm-up inference.
     pub warmup: Duration,
+    /// Whether the session runs on the fp16 variant of the model.
+    pub fp16: bool,
+    /// Pinned buffers and bindings, on a GPU provider with `io_binding`.
+    pinned: Option<PinnedIo>,
+    /// Whether `run` uses `pinned` (benchmarks compare both ways).
+    use_pinned: bool,
+}
+
+/// Pinned host memory for a GPU session: allocators, and per batch size an
+/// input tensor and an I/O binding. Outputs go to pinned tensors too, or —
+/// where this ONNX Runtime build cannot copy into pinned outputs — to
+/// ordinary host memory (they are small; the input is what pays).
+/// Batch sizes are bounded by the engine's `max_batch`, so the cache is.
+struct PinnedIo {
+    input: Allocator,
+    output: Allocator,
+    pinned_outputs: bool,
+    by_batch: HashMap<usize, PinnedBatch>,
+}
+
+struct PinnedBatch {
+    input: Tensor<f32>,
+    binding: IoBinding,
+}
+
+impl PinnedIo {
+    fn new(session: &Session, device_id: i32) -> Result<PinnedIo, ort::Error> {
+        let pinned = |kind| {
+            MemoryInfo::new(
+                AllocationDevice::CUDA_PINNED,
+                device_id,
+                AllocatorType::Device,
+                kind,
+            )
+            .and_then(|info| Allocator::new(session, info))
+        };
+        Ok(PinnedIo {
+            input: pinned(MemoryType::CPUInput)?,
+            output: pinned(MemoryType::CPUOutput)?,
+            pinned_outputs: true,
+            by_batch: HashMap::new(),
+        })
+    }
+
+    /// The buffers for a batch of `n`, made on first use.
+    fn batch(
+        &mut self,
+        session: &Session,
+        manifest: &Manifest,
+        heatmap: Option<HeatmapShape>,
+        n: usize,
+    ) -> Result<&mut PinnedBatch, ort::Error> {
+        if !self.by_batch.contains_key(&n) {
+            let spec = manifest.input_spec();
+            let input = Tensor::<f32>::new(&self.input, spec.shape(n).to_vec())?;
+            let mut binding = session.create_binding()?;
+            let score_name = manifest.output.tensor.as_str();
+            let map_name = manifest.heatmap.as_ref().map(|h| h.tensor.as_str());
+            if self.pinned_outputs {
+                let scores = Tensor::<f32>::new(&self.output, [n, manifest.output.labels.len()])?;
+                binding.bind_output(score_name, scores)?;
+                if let (Some(name), Some(hs)) = (map_name, heatmap) {
+                    let maps = Tensor::<f32>::new(&self.output, [n, hs.maps, hs.height, hs.width])?;
+                    binding.bind_output(name, maps)?;
+                }
+            } else {
+                let host = MemoryInfo::new(
+                    AllocationDevice::CPU,
+                    0,
+                    AllocatorType::Device,
+                    MemoryType::Default,
+                )?;
+                binding.bind_output_to_device(score_name, &host)?;
+                if let Some(name) = map_name {
+                    binding.bind_output_to_device(name, &host)?;
+                }
+            }
+            self.by_batch.insert(n, PinnedBatch { input, binding });
+        }
+        Ok(self.by_batch.get_mut(&n).expect("inserted above"))
+    }
 }
 
 impl std::fmt::Debug for ModelSession {
@@ -179,14 +299,24 @@ impl ModelSession {
                 onnx.display()
             )));
         }
+        let fp16_file = match (&manifest.model.fp16_file, settings.fp16) {
+            (Some(f16), true) => {
+                let file = manifest_path.parent().unwrap_or(Path::new(".")).join(f16);
+                if !file.is_file() {
+                    return Err(model_error(format!(
+                        "model.fp16_file {} not found",
+                        file.display()
+                    )));
+                }
+                Some(file)
+            }
+            _ => None,
+        };
         let mut causes = Vec::new();
         let mut chosen = None;
         for &provider in wanted {
-            let file = match (&manifest.model.fp16_file, settings.fp16) {
-                (Some(f16), true) => manifest_path.parent().unwrap_or(Path::new(".")).join(f16),
-                _ => onnx.clone(),
-            };
-            match build(env, &file, provider, settings) {
+            let file = fp16_file.as_ref().unwrap_or(&onnx);
+            match build(env, file, provider, settings) {
                 Ok(session) => {
                     chosen = Some((session, provider));
                     break;
@@ -195,6 +325,7 @@ impl ModelSession {
             }
         }
         let fallback_cause = (!causes.is_empty()).then(|| causes.join("; "));
+        let fp16 = chosen.is_some() && fp16_file.is_some();
         let (session, provider) = match chosen {
             Some(found) => found,
             None => {
@@ -213,6 +344,21 @@ impl ModelSession {
         };
         let (fixed_batch, heatmap_shape) =
             validate_graph(&session, &manifest).map_err(model_error)?;
+        let pinned = if provider != ExecutionProvider::Cpu && settings.io_binding {
+            match PinnedIo::new(&session, settings.device_id) {
+                Ok(io) => Some(io),
+                Err(e) => {
+                    tracing::warn!(
+                        model = %manifest.model.id,
+                        error = %first_line(&e.to_string()),
+                        "pinned host memory unavailable; running without I/O binding"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let mut model = ModelSession {
             session,
             manifest,
@@ -222,17 +368,46 @@ impl ModelSession {
             fixed_batch,
             heatmap_shape,
             warmup: Duration::ZERO,
+            fp16,
+            use_pinned: pinned.is_some(),
+            pinned,
         };
         let started = Instant::now();
         let spec = model.manifest.input_spec();
         let zeros = vec![0.0f32; spec.image_len()];
-        model
-            .run(&[zeros.as_slice()])
-            .map_err(|e| model_error(format!("warm-up inference failed: {e}")))?;
+        // With the I/O binding: pinned outputs, else host outputs, else no
+        // binding — whichever this runtime build accepts, said in the log.
+        loop {
+            match model.run(&[zeros.as_slice()]) {
+                Ok(_) => break,
+                Err(e) if model.use_pinned => {
+                    let io = model.pinned.as_mut().expect("use_pinned implies pinned");
+                    io.by_batch.clear();
+                    let next = if io.pinned_outputs {
+                        io.pinned_outputs = false;
+                        "pinned input, host outputs"
+                    } else {
+                        model.pinned = None;
+                        model.use_pinned = false;
+                        "no I/O binding"
+                    };
+                    tracing::warn!(
+                        model = %model.manifest.model.id,
+                        error = %first_line(&e.to_string()),
+                        next,
+                        "I/O binding not accepted by this ONNX Runtime; trying again"
+                    );
+                }
+                Err(e) => return Err(model_error(format!("warm-up inference failed: {e}"))),
+            }
+        }
         model.warmup = started.elapsed();
         tracing::info!(
             model = %model.manifest.model.id,
             provider = %model.provider,
+            fp16 = model.fp16,
+            io_binding = model.use_pinned,
+            pinned_outputs = model.pinned.as_ref().is_some_and(|p| p.pinned_outputs),
             warmup_ms = model.warmup.as_secs_f64() * 1e3,
             "model ready"
         );
@@ -246,7 +421,34 @@ impl ModelSession {
     pub fn run(&mut self, images: &[&[f32]]) -> Result<Vec<ImageOutput>, EngineError> {
         let spec = self.manifest.input_spec();
         let n = images.len();
-        let mut data = Vec::with_capacity(n * spec.image_len());
+        let len = spec.image_len();
+        if let Some(bad) = images.iter().find(|i| i.len() != len) {
+            return Err(EngineError::Inference(format!(
+                "an input has {} values, the model takes {len}",
+                bad.len()
+            )));
+        }
+        if self.use_pinned {
+            if let Some(io) = self.pinned.as_mut() {
+                let batch = io
+                    .batch(&self.session, &self.manifest, self.heatmap_shape, n)
+                    .map_err(EngineError::inference)?;
+                let (_, buffer) = batch.input.extract_tensor_mut();
+                for (slot, image) in buffer.chunks_exact_mut(len).zip(images) {
+                    slot.copy_from_slice(image);
+                }
+                batch
+                    .binding
+                    .bind_input(self.manifest.input.tensor.as_str(), &batch.input)
+                    .map_err(EngineError::inference)?;
+                let outputs = self
+                    .session
+                    .run_binding(&batch.binding)
+                    .map_err(EngineError::inference)?;
+                return collect_outputs(&self.manifest, self.heatmap_shape, n, &outputs);
+            }
+        }
+        let mut data = Vec::with_capacity(n * len);
         for image in images {
             data.extend_from_slice(image);
         }
@@ -257,48 +459,88 @@ impl ModelSession {
             .session
             .run(ort::inputs![input_name.as_str() => tensor])
             .map_err(EngineError::inference)?;
-        let labels = self.manifest.output.labels.len();
-        let (_, scores) = outputs
-            .get(self.manifest.output.tensor.as_str())
-            .ok_or_else(|| EngineError::Inference("score output missing".into()))?
-            .try_extract_tensor::<f32>()
-            .map_err(EngineError::inference)?;
-        if scores.len() != n * labels {
-            return Err(EngineError::Inference(format!(
-                "score output has {} values for {n} images × {labels} labels",
-                scores.len()
-            )));
-        }
-        let heatmaps = match (&self.manifest.heatmap, self.heatmap_shape) {
-            (Some(section), Some(hs)) => {
-                let (_, maps) = outputs
-                    .get(section.tensor.as_str())
-                    .ok_or_else(|| EngineError::Inference("heatmap output missing".into()))?
-                    .try_extract_tensor::<f32>()
-                    .map_err(EngineError::inference)?;
-                let per_image = hs.maps * hs.height * hs.width;
-                if maps.len() != n * per_image {
-                    return Err(EngineError::Inference(format!(
-                        "heatmap output has {} values, expected {}",
-                        maps.len(),
-                        n * per_image
-                    )));
-                }
-                Some((maps.to_vec(), per_image, section.activation, hs))
-            }
-            _ => None,
-        };
-        let activation = self.manifest.output.activation;
-        Ok((0..n)
-            .map(|i| ImageOutput {
-                scores: activate(&scores[i * labels..(i + 1) * labels], activation),
-                heatmaps: heatmaps.as_ref().map(|(maps, per, act, hs)| {
-                    let own = &maps[i * per..(i + 1) * per];
-                    activate_maps(own, *act, hs)
-                }),
-            })
-            .collect())
+        collect_outputs(&self.manifest, self.heatmap_shape, n, &outputs)
     }
+
+    /// On a GPU, runs one batch of every size from 2 to `max` (or the
+    /// graph's fixed batch) so that no request pays for a new shape (cuDNN
+    /// algorithm choice, memory planning). Returns the time it took.
+    pub fn warm_up_batches(&mut self, max: usize) -> Result<Duration, EngineError> {
+        let started = Instant::now();
+        if self.provider == ExecutionProvider::Cpu {
+            return Ok(Duration::ZERO);
+        }
+        let max = self.fixed_batch.map_or(max, |f| f.min(max));
+        let zeros = vec![0.0f32; self.manifest.input_spec().image_len()];
+        for n in 2..=max {
+            let batch = vec![zeros.as_slice(); n];
+            self.run(&batch)?;
+        }
+        Ok(started.elapsed())
+    }
+
+    /// Whether batches go through pinned buffers and an I/O binding (only
+    /// on a GPU provider with `io_binding` on).
+    pub fn io_binding(&self) -> bool {
+        self.use_pinned
+    }
+
+    /// Turns the I/O binding path off or back on (when the session has
+    /// one): for benchmarks comparing both on the same session.
+    pub fn set_io_binding(&mut self, on: bool) {
+        self.use_pinned = on && self.pinned.is_some();
+    }
+}
+
+/// Reads the score (and heatmap) outputs of a batch of `n` and applies the
+/// activations.
+fn collect_outputs(
+    manifest: &Manifest,
+    heatmap_shape: Option<HeatmapShape>,
+    n: usize,
+    outputs: &SessionOutputs<'_>,
+) -> Result<Vec<ImageOutput>, EngineError> {
+    let labels = manifest.output.labels.len();
+    let (_, scores) = outputs
+        .get(manifest.output.tensor.as_str())
+        .ok_or_else(|| EngineError::Inference("score output missing".into()))?
+        .try_extract_tensor::<f32>()
+        .map_err(EngineError::inference)?;
+    if scores.len() != n * labels {
+        return Err(EngineError::Inference(format!(
+            "score output has {} values for {n} images × {labels} labels",
+            scores.len()
+        )));
+    }
+    let heatmaps = match (&manifest.heatmap, heatmap_shape) {
+        (Some(section), Some(hs)) => {
+            let (_, maps) = outputs
+                .get(section.tensor.as_str())
+                .ok_or_else(|| EngineError::Inference("heatmap output missing".into()))?
+                .try_extract_tensor::<f32>()
+                .map_err(EngineError::inference)?;
+            let per_image = hs.maps * hs.height * hs.width;
+            if maps.len() != n * per_image {
+                return Err(EngineError::Inference(format!(
+                    "heatmap output has {} values, expected {}",
+                    maps.len(),
+                    n * per_image
+                )));
+            }
+            Some((maps, per_image, section.activation, hs))
+        }
+        _ => None,
+    };
+    let activation = manifest.output.activation;
+    Ok((0..n)
+        .map(|i| ImageOutput {
+            scores: activate(&scores[i * labels..(i + 1) * labels], activation),
+            heatmaps: heatmaps.as_ref().map(|(maps, per, act, hs)| {
+                let own = &maps[i * per..(i + 1) * per];
+                activate_maps(own, *act, hs)
+            }),
+        })
+        .collect())
 }
 
 fn build(
@@ -312,7 +554,7 @@ fn build(
     if settings.intra_threads > 0 {
         builder = builder.with_intra_threads(settings.intra_threads)?;
     }
-    builder = builder.with_execution_providers([provider.dispatch(settings.device_id)])?;
+    builder = builder.with_execution_providers([provider.dispatch(settings)])?;
     builder.commit_from_file(file)
 }
 
