@@ -105,6 +105,12 @@ giving one logit map per finding. The image score is a log-sum-exp pooling
 (r = 4) of its map, so the score can only be high where the map is: the map
 is the model's class-activation heatmap.
 
+`cxr-reference-v1-fp16.onnx` is the same model with float16 weights and
+arithmetic (`make_fp16.py`, float32 inputs and outputs kept), used on
+CUDA/TensorRT when `engine.session.fp16` is on. Against float32: scores
+within ±6e-4 on the CPU and ±1.2e-3 on CUDA, heatmaps ±3.6e-3, the same
+heatmap peak (`tests/engine_gpu.rs`).
+
 ## Training data (synthetic)
 
 `models/training/make_data.sh`: `cxr-triage synth --view frontal --modality
