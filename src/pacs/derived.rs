@@ -138,9 +138,45 @@ pub fn put_str(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: &str) {
     obj.put(DataElement::new(tag, vr, PrimitiveValue::from(value)));
 }
 
-/// Puts an empty element (type 2).
+/// Puts an empty element (type 2): no value, or a sequence of no items.
 pub fn put_empty(obj: &mut InMemDicomObject, tag: Tag, vr: VR) {
-    obj.put(DataElement::new(tag, vr, PrimitiveValue::Empty));
+    if vr == VR::SQ {
+        put_seq(obj, tag, Vec::new());
+    } else {
+        obj.put(DataElement::new(tag, vr, PrimitiveValue::Empty));
+    }
+}
+
+/// `text` in the default character repertoire, which every Specific
+/// Character Set a copied header may declare can encode: common symbols
+/// spelled out, anything else as `?`.
+pub fn ascii(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            c if c.is_ascii() && (!c.is_ascii_control() || c == '\n') => out.push(c),
+            '≥' => out.push_str(">="),
+            '≤' => out.push_str("<="),
+            '→' => out.push_str("->"),
+            '–' | '—' | '−' => out.push('-'),
+            '×' => out.push('x'),
+            '·' => out.push('.'),
+            _ => out.push('?'),
+        }
+    }
+    out
+}
+
+/// An error with its causes, `outer: inner: ...`.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Puts an unsigned short.
@@ -219,7 +255,7 @@ pub fn algorithm_names(provenance: &[Provenance]) -> (String, String) {
         .iter()
         .map(|p| p.model_version.as_str())
         .collect();
-    (names.join(", "), versions.join(", "))
+    (ascii(&names.join(", ")), ascii(&versions.join(", ")))
 }
 
 /// Starts a result object: SOP common, copied patient and study, the new
@@ -367,12 +403,12 @@ pub fn start(input: &ResultInput<'_>, spec: &SeriesSpec<'_>) -> Result<Started, 
             &mut item,
             tags::CONTRIBUTION_DESCRIPTION,
             VR::ST,
-            &format!(
+            &ascii(&format!(
                 "AI analysis (tuberculosis, malignant nodule) by {} {} on {}",
                 p.model_id,
                 p.model_version,
                 p.provider.as_str()
-            ),
+            )),
         );
         contributing.push(item);
     }
@@ -420,11 +456,11 @@ pub fn finish(
         .implementation_class_uid(uids::IMPLEMENTATION_CLASS_UID)
         .implementation_version_name(uids::IMPLEMENTATION_VERSION_NAME)
         .build()
-        .map_err(|e| ResultError::Write(e.to_string()))?;
+        .map_err(|e| ResultError::Write(chain(&e)))?;
     let file: FileDicomObject<InMemDicomObject> = started.obj.with_exact_meta(meta);
     let mut bytes = Vec::new();
     file.write_all(&mut bytes)
-        .map_err(|e| ResultError::Write(e.to_string()))?;
+        .map_err(|e| ResultError::Write(chain(&e)))?;
     Ok(ResultObject {
         kind,
         sop_class_uid: sop_class.to_string(),

@@ -112,7 +112,7 @@ fn container(
 
 fn text_item(relationship: &str, concept: Code, value: &str) -> InMemDicomObject {
     let mut i = item(relationship, "TEXT", concept);
-    put_str(&mut i, tags::TEXT_VALUE, VR::UT, value);
+    put_str(&mut i, tags::TEXT_VALUE, VR::UT, &derived::ascii(value));
     i
 }
 
