@@ -206,6 +206,17 @@ impl Listener {
         };
         metrics::counter!("cxr_dicom_associations_total", "result" => "accepted").increment(1);
         let calling = association.peer_ae_title().trim().to_string();
+        for pc in association.presentation_contexts() {
+            if pc.reason != PresentationContextResultReason::Acceptance {
+                tracing::debug!(
+                    %peer,
+                    context = pc.id,
+                    abstract_syntax = %trim_uid(&pc.abstract_syntax),
+                    reason = %pc.reason,
+                    "presentation context refused"
+                );
+            }
+        }
         let accepted = association
             .presentation_contexts()
             .iter()

@@ -184,6 +184,7 @@ impl Orthanc {
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
         let log = std::fs::File::create(dir.path().join("orthanc.log")).unwrap();
         let child = Command::new(orthanc_binary())
+            .arg("--verbose")
             .arg(&path)
             .stdout(Stdio::null())
             .stderr(log)
@@ -224,11 +225,11 @@ impl Orthanc {
         serde_json::from_slice(&body).unwrap()
     }
 
-    /// POST → JSON.
+    /// POST → JSON; panics with Orthanc's log on an error.
     pub fn post(&self, path: &str, body: &[u8], content_type: &str) -> serde_json::Value {
         let body = self
             .request("POST", path, Some(body), content_type)
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+            .unwrap_or_else(|e| panic!("POST {path}: {e}\nOrthanc log:\n{}", self.log()));
         serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)
     }
 
