@@ -141,13 +141,39 @@ async fn every_transfer_syntax_is_spooled_as_sent_then_reaches_the_worklist() {
 async fn cr_association(
     port: u16,
 ) -> dicom_ul::association::AsyncClientAssociation<tokio::net::TcpStream> {
+    try_cr_association(port).await.expect("association")
+}
+
+/// Like [`cr_association`], retrying for up to 5 s while the listener is
+/// still closing earlier associations (their slots free when it has seen
+/// them end).
+async fn cr_association_when_free(
+    port: u16,
+) -> dicom_ul::association::AsyncClientAssociation<tokio::net::TcpStream> {
+    let start = std::time::Instant::now();
+    loop {
+        match try_cr_association(port).await {
+            Ok(a) => return a,
+            Err(_) if start.elapsed() < Duration::from_secs(5) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("association: {e}"),
+        }
+    }
+}
+
+async fn try_cr_association(
+    port: u16,
+) -> Result<
+    dicom_ul::association::AsyncClientAssociation<tokio::net::TcpStream>,
+    dicom_ul::association::Error,
+> {
     ClientAssociationOptions::new()
         .calling_ae_title("TESTSCU")
         .called_ae_title("CXR_TRIAGE")
         .with_presentation_context(uids::STORAGE_SOP_CLASSES[0].0, vec![uids::EXPLICIT_VR_LE])
         .establish_async(("127.0.0.1", port))
         .await
-        .expect("association")
 }
 
 /// Sends a C-STORE command and the first half of a data set, not the rest.
@@ -244,18 +270,20 @@ async fn bad_peers_are_refused_and_the_listener_keeps_serving() {
     drop(b);
 
     // One association too many (limit 2): transient rejection, local limit.
-    let hold1 = cr_association(port).await;
-    let hold2 = cr_association(port).await;
+    let hold1 = cr_association_when_free(port).await;
+    let hold2 = cr_association_when_free(port).await;
     let o = echo(port, "ECHOSCU", "CXR_TRIAGE");
     assert!(!o.status.success());
     assert!(text(&o).contains("Local Limit Exceeded"), "{}", text(&o));
     hold1.release().await.unwrap();
     hold2.release().await.unwrap();
 
-    // Still serving: echo and a complete store both work.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let o = echo(port, "ECHOSCU", "CXR_TRIAGE");
-    assert!(o.status.success(), "{}", text(&o));
+    // Still serving: echo (once the held slots are free) and a complete
+    // store both work.
+    wait_for(Duration::from_secs(5), "C-ECHO after the release", || {
+        echo(port, "ECHOSCU", "CXR_TRIAGE").status.success()
+    })
+    .await;
     let o = store(port, &["-xe"], &cr);
     assert!(o.status.success(), "{}", text(&o));
     wait_for(
@@ -312,5 +340,44 @@ async fn a_data_set_that_is_not_dicom_fails_the_store_and_is_not_kept() {
     assert_eq!(rsp.status(), Some(dimse::status::CANNOT_UNDERSTAND));
     a.release().await.unwrap();
     assert!(spooled(data.path()).is_empty());
+    pacs.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn objects_spooled_before_a_restart_are_analysed_after_it() {
+    let data = tempfile::tempdir().unwrap();
+    let films = tempfile::tempdir().unwrap();
+    let config = dicom_config();
+    let port = config.listen.port();
+    let sent: Vec<_> = (0..3)
+        .map(|i| film(films.path(), 67, i, OutputSyntax::ExplicitLe, false))
+        .collect();
+    {
+        // Models never load in this run: everything stays spooled.
+        let (pipeline, _) = pipeline(data.path());
+        let pacs = start_pacs(&config, data.path(), &pipeline).await;
+        for (path, _, _) in &sent {
+            let o = store(port, &["-xe"], path);
+            assert!(o.status.success(), "{}", text(&o));
+        }
+        pacs.shutdown().await;
+    }
+    assert_eq!(spooled(data.path()).len(), 3);
+    let (pipeline, store_) = pipeline(data.path());
+    warm(&pipeline).await;
+    let pacs = start_pacs(&config, data.path(), &pipeline).await;
+    wait_for(
+        Duration::from_secs(60),
+        "the spooled films on the worklist",
+        || {
+            sent.iter()
+                .all(|(_, sop, study)| in_worklist(store_.as_ref(), study, sop) == Some(true))
+        },
+    )
+    .await;
+    wait_for(Duration::from_secs(10), "an empty spool", || {
+        spooled(data.path()).is_empty()
+    })
+    .await;
     pacs.shutdown().await;
 }

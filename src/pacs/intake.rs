@@ -326,15 +326,16 @@ impl Intake {
                 now_ms: now_ms(),
             };
             let mut objects = Vec::new();
-            let wanted: [(bool, fn(&ResultInput<'_>) -> _); 2] =
-                [(settings.send_sc, sc::build), (settings.send_sr, sr::build)];
-            for (wanted, build) in wanted {
-                if !wanted {
-                    continue;
-                }
-                match build(&input) {
+            if settings.send_sc {
+                match sc::build(&input) {
                     Ok(o) => objects.push(o),
-                    Err(e) => tracing::warn!(error = %e, "result object not made"),
+                    Err(e) => tracing::warn!(error = %e, "Secondary Capture not made"),
+                }
+            }
+            if settings.send_sr {
+                match sr::build(&input) {
+                    Ok(o) => objects.push(o),
+                    Err(e) => tracing::warn!(error = %e, "SR not made"),
                 }
             }
             objects
