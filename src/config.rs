@@ -28,6 +28,8 @@ pub struct ServiceConfig {
     pub limits: Limits,
     /// TLS (off when absent).
     pub tls: Option<TlsConfig>,
+    /// DICOM listener and results back to PACS (`[dicom]`).
+    pub dicom: crate::pacs::DicomConfig,
 }
 
 /// Request limits.
@@ -81,6 +83,7 @@ impl Default for ServiceConfig {
             priority: PriorityPolicy::default(),
             limits: Limits::default(),
             tls: None,
+            dicom: crate::pacs::DicomConfig::default(),
         }
     }
 }
@@ -139,6 +142,7 @@ impl ServiceConfig {
             self.limits.max_concurrent_analyses =
                 v.parse().map_err(|_| parse_err("CXR_MAX_CONCURRENT", &v))?;
         }
+        self.dicom.apply_env(&get)?;
         Ok(())
     }
 

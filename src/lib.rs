@@ -15,6 +15,9 @@
 //!   [`dicom::Radiograph`], or say with a typed reason why it cannot be read.
 //! - [`engine`]: model manifests, ONNX Runtime sessions (CUDA/TensorRT with
 //!   CPU fallback), dynamic batching, warm-up.
+//! - [`pacs`]: DICOM networking: the C-ECHO/C-STORE listener with its
+//!   durable spool, and AI results (Secondary Capture, SR) sent back to PACS
+//!   through a durable outbox.
 //! - [`preprocess`]: model-input tensors and the geometry that maps model
 //!   coordinates back to image pixels.
 //! - [`service`]: the pipeline every way in shares (ingest → engine →
@@ -32,6 +35,7 @@ pub mod cli;
 pub mod config;
 pub mod dicom;
 pub mod engine;
+pub mod pacs;
 pub mod preprocess;
 pub mod service;
 pub mod synth;

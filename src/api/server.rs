@@ -106,6 +106,10 @@ pub async fn run(
         });
     }
 
+    // DICOM listener and results back to PACS, when `[dicom] enabled`.
+    let pacs =
+        crate::pacs::Pacs::start(&config.dicom, &config.data_dir, Arc::clone(&pipeline)).await?;
+
     let max_message = config.limits.max_message_mib << 20;
     let api = TriageApi::new(Arc::clone(&pipeline), config.limits.max_stream_mib << 20);
     let triage = TriageServer::new(api)
@@ -157,6 +161,9 @@ pub async fn run(
         })
         .await
         .context("gRPC server")?;
+    if let Some(pacs) = pacs {
+        pacs.shutdown().await;
+    }
     // The engine's batchers finish their queues when the pipeline drops.
     drop(pipeline);
     if let Ok(e) = error_rx.try_recv() {

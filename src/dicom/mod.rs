@@ -34,6 +34,8 @@ mod voi;
 use std::io::Read;
 use std::path::Path;
 
+use dicom_object::InMemDicomObject;
+
 pub use error::{IngestError, IngestErrorKind};
 pub use gate::{Assessment, NotAnalyzable};
 pub use meta::{Patient, RadiographMeta};
@@ -127,6 +129,21 @@ pub fn read_identity(bytes: &[u8], limits: &IngestLimits) -> Option<RadiographMe
     let parsed = parse::parse(bytes, limits.max_input_bytes).ok()?;
     let meta = RadiographMeta::from_object(&parsed.object);
     (!meta.sop_instance_uid.is_empty()).then_some(meta)
+}
+
+/// Parses a DICOM object held in memory without decoding its pixels, with
+/// the same bounds as [`read_bytes`]: for callers that need its attributes
+/// (e.g. to copy its patient and study modules into a derived object).
+pub fn read_object(bytes: &[u8], limits: &IngestLimits) -> Result<InMemDicomObject, IngestError> {
+    if bytes.len() as u64 > limits.max_input_bytes {
+        return Err(IngestError::InputTooLarge {
+            size: bytes.len() as u64,
+            max: limits.max_input_bytes,
+        });
+    }
+    Ok(parse::parse(bytes, limits.max_input_bytes)?
+        .object
+        .into_inner())
 }
 
 /// Reads and decodes a DICOM object held in memory.

@@ -1,0 +1,289 @@
+//! The AI result as a picture for any PACS viewer: a Secondary Capture
+//! image (RGB) of the radiograph's preview with the heatmaps of positive
+//! findings blended in, their regions outlined and labelled, and banners
+//! above and below saying that this is AI output, which model made it, and
+//! every finding's score and verdict. Burned In Annotation is YES.
+
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::tags;
+
+use super::derived::{
+    self, ds, image_reference, put_seq, put_str, put_us, ResultError, ResultInput, ResultObject,
+    SeriesSpec,
+};
+use super::font::{self, Canvas};
+use super::uids;
+use crate::engine::FindingKind;
+use crate::triage::overlay::Preview;
+use crate::triage::FindingResult;
+
+/// Series Number of the Secondary Capture series.
+pub const SERIES_NUMBER: &str = "9901";
+
+const BANNER: [u8; 3] = [0, 0, 0];
+const WARNING: [u8; 3] = [255, 200, 0];
+const WHITE: [u8; 3] = [255, 255, 255];
+const POSITIVE: [u8; 3] = [255, 80, 80];
+const NEGATIVE: [u8; 3] = [140, 220, 140];
+
+/// Outline colour per finding.
+fn finding_colour(kind: FindingKind) -> [u8; 3] {
+    match kind {
+        FindingKind::Tuberculosis => [255, 230, 0],
+        FindingKind::MalignantNodule => [255, 0, 255],
+    }
+}
+
+fn label(kind: FindingKind) -> &'static str {
+    match kind {
+        FindingKind::Tuberculosis => "TUBERCULOSIS",
+        FindingKind::MalignantNodule => "MALIGNANT NODULE",
+    }
+}
+
+/// Blue → cyan → yellow → red for `v` in `[0, 1]`.
+fn heat_colour(v: f32) -> [f32; 3] {
+    let v = v.clamp(0.0, 1.0);
+    let stops: [(f32, [f32; 3]); 4] = [
+        (0.0, [0.0, 0.0, 1.0]),
+        (0.35, [0.0, 1.0, 1.0]),
+        (0.65, [1.0, 1.0, 0.0]),
+        (1.0, [1.0, 0.0, 0.0]),
+    ];
+    for w in stops.windows(2) {
+        let ((a, ca), (b, cb)) = (w[0], w[1]);
+        if v <= b {
+            let t = (v - a) / (b - a);
+            return [0, 1, 2].map(|k| ca[k] + t * (cb[k] - ca[k]));
+        }
+    }
+    [1.0, 0.0, 0.0]
+}
+
+/// Text lines of the top banner.
+fn banner_lines(input: &ResultInput<'_>) -> Vec<(String, [u8; 3])> {
+    let outcome = input.outcome;
+    let (names, versions) = derived::algorithm_names(&outcome.provenance);
+    let mut lines = vec![
+        ("AI RESULT - NOT FOR PRIMARY DIAGNOSIS".to_string(), WARNING),
+        (format!("CXR-TRIAGE {names} {versions}"), WHITE),
+        (
+            format!("PRIORITY {}", outcome.image_priority.priority.as_str()),
+            WHITE,
+        ),
+    ];
+    for f in &outcome.findings {
+        lines.push(finding_line(f));
+    }
+    lines
+}
+
+fn finding_line(f: &FindingResult) -> (String, [u8; 3]) {
+    let verdict = if f.positive { "POSITIVE" } else { "NEGATIVE" };
+    (
+        format!(
+            "{} {}% {} AT {} ({}%)",
+            label(f.finding),
+            ds((f64::from(f.score) * 1000.0).round() / 10.0),
+            verdict,
+            f.operating_point.to_uppercase(),
+            ds((f.threshold * 1000.0).round() / 10.0)
+        ),
+        if f.positive { POSITIVE } else { NEGATIVE },
+    )
+}
+
+/// The picture: banners around the preview with the overlay.
+fn render(input: &ResultInput<'_>, preview: &Preview, image_width: u32) -> Canvas {
+    let (w, h) = (preview.width, preview.height);
+    // Text scale: about 56 characters across a 1024-pixel preview.
+    let scale = (w / 340).clamp(1, 4);
+    let line_h = (font::HEIGHT + 3) * scale;
+    let pad = 2 * scale;
+    let lines = banner_lines(input);
+    let top = pad * 2 + line_h * lines.len() as u32;
+    let bottom = pad * 2 + line_h;
+    let mut canvas = Canvas::new(w, h + top + bottom, BANNER);
+
+    // The image with the heatmaps of positive findings: per pixel the
+    // hottest of them; cold areas stay grey so the anatomy shows.
+    let heats: Vec<Vec<f32>> = input
+        .outcome
+        .findings
+        .iter()
+        .filter(|f| f.positive)
+        .filter_map(|f| f.heatmap.as_ref().map(|hm| hm.render(w, h)))
+        .collect();
+    for y in 0..h {
+        for x in 0..w {
+            let i = (y * w + x) as usize;
+            let g = f32::from(preview.pixels[i]) / 255.0;
+            let v = heats.iter().map(|m| m[i]).fold(0.0f32, f32::max);
+            let alpha = (0.6 * (v - 0.2) / 0.8).clamp(0.0, 0.6);
+            let c = heat_colour(v);
+            let rgb = c.map(|k| (((1.0 - alpha) * g + alpha * k) * 255.0).round() as u8);
+            canvas.set(i64::from(x), i64::from(y + top), rgb);
+        }
+    }
+    // Regions of positive findings, outlined and labelled.
+    let s = f64::from(w) / f64::from(image_width.max(1));
+    for f in input.outcome.findings.iter().filter(|f| f.positive) {
+        let colour = finding_colour(f.finding);
+        for r in &f.regions {
+            let [x0, y0, x1, y1] = r.bbox.map(|v| (f64::from(v) * s).round() as i64);
+            let (y0, y1) = (y0 + i64::from(top), y1 + i64::from(top));
+            canvas.outline(
+                x0,
+                y0,
+                x1.max(x0 + 2),
+                y1.max(y0 + 2),
+                i64::from(scale),
+                colour,
+            );
+            let tag = if f.finding == FindingKind::Tuberculosis {
+                "TB"
+            } else {
+                "NODULE"
+            };
+            let ty = (y0 - i64::from(line_h)).max(i64::from(top));
+            canvas.text(x0, ty, tag, scale, colour);
+        }
+    }
+    // Banners.
+    let max_chars = ((w.saturating_sub(2 * pad)) / (font::ADVANCE * scale)).max(1) as usize;
+    for (n, (text, colour)) in lines.iter().enumerate() {
+        let text: String = text.chars().take(max_chars).collect();
+        canvas.text(
+            i64::from(pad),
+            i64::from(pad + n as u32 * line_h),
+            &text,
+            scale,
+            *colour,
+        );
+    }
+    let footer: String = "AI GENERATED IMAGE - NOT THE ORIGINAL RADIOGRAPH"
+        .chars()
+        .take(max_chars)
+        .collect();
+    canvas.text(
+        i64::from(pad),
+        i64::from(top + h + pad),
+        &footer,
+        scale,
+        WARNING,
+    );
+    canvas
+}
+
+/// The Secondary Capture for one analysed image.
+pub fn build(input: &ResultInput<'_>) -> Result<ResultObject, ResultError> {
+    let outcome = input.outcome;
+    if !outcome.analyzable || outcome.findings.is_empty() {
+        return Err(ResultError::NothingToReport(
+            "the image was not analysed".into(),
+        ));
+    }
+    let preview = outcome
+        .preview
+        .as_ref()
+        .ok_or_else(|| ResultError::NothingToReport("no preview of the image".into()))?;
+    let image_width = input
+        .source
+        .get(tags::COLUMNS)
+        .and_then(|e| e.to_int::<u32>().ok())
+        .ok_or(ResultError::MissingInSource("Columns"))?;
+    let canvas = render(input, preview, image_width);
+
+    let mut started = derived::start(
+        input,
+        &SeriesSpec {
+            kind: "sc",
+            sop_class: uids::SECONDARY_CAPTURE,
+            modality: "OT",
+            series_number: SERIES_NUMBER,
+            series_description: "AI RESULT cxr-triage heatmap (not for primary diagnosis)",
+        },
+    )?;
+    let (date, time, _) = derived::local_date_time(input.now_ms);
+    let source_ref = image_reference(&started.source);
+    let obj = &mut started.obj;
+    // General Image and SC Image.
+    obj.put(DataElement::new(
+        tags::IMAGE_TYPE,
+        VR::CS,
+        PrimitiveValue::Strs(vec!["DERIVED".to_string(), "SECONDARY".to_string()].into()),
+    ));
+    put_str(obj, tags::CONTENT_DATE, VR::DA, &date);
+    put_str(obj, tags::CONTENT_TIME, VR::TM, &time);
+    obj.put(DataElement::new(
+        tags::PATIENT_ORIENTATION,
+        VR::CS,
+        PrimitiveValue::Empty,
+    ));
+    put_str(obj, tags::BURNED_IN_ANNOTATION, VR::CS, "YES");
+    put_str(obj, tags::RECOGNIZABLE_VISUAL_FEATURES, VR::CS, "NO");
+    put_str(
+        obj,
+        tags::IMAGE_COMMENTS,
+        VR::LT,
+        "AI RESULT: heatmap and findings burned in by cxr-triage. Not the original radiograph; not for primary diagnosis.",
+    );
+    put_str(
+        obj,
+        tags::DERIVATION_DESCRIPTION,
+        VR::ST,
+        "Downscaled copy of the source image with AI heatmap overlay, regions and findings text burned in",
+    );
+    put_seq(obj, tags::SOURCE_IMAGE_SEQUENCE, vec![source_ref]);
+    let lossy = input
+        .source
+        .get(tags::LOSSY_IMAGE_COMPRESSION)
+        .and_then(|e| e.to_str().ok())
+        .is_some_and(|v| v.trim() == "01");
+    put_str(
+        obj,
+        tags::LOSSY_IMAGE_COMPRESSION,
+        VR::CS,
+        if lossy { "01" } else { "00" },
+    );
+    // SC Equipment.
+    put_str(obj, tags::CONVERSION_TYPE, VR::CS, "WSD");
+    put_str(
+        obj,
+        tags::SECONDARY_CAPTURE_DEVICE_MANUFACTURER,
+        VR::LO,
+        derived::MANUFACTURER,
+    );
+    put_str(
+        obj,
+        tags::SECONDARY_CAPTURE_DEVICE_MANUFACTURER_MODEL_NAME,
+        VR::LO,
+        "cxr-triage",
+    );
+    put_str(
+        obj,
+        tags::SECONDARY_CAPTURE_DEVICE_SOFTWARE_VERSIONS,
+        VR::LO,
+        env!("CARGO_PKG_VERSION"),
+    );
+    // Image Pixel.
+    put_us(obj, tags::SAMPLES_PER_PIXEL, 3);
+    put_str(obj, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "RGB");
+    put_us(obj, tags::PLANAR_CONFIGURATION, 0);
+    put_us(obj, tags::ROWS, canvas.height as u16);
+    put_us(obj, tags::COLUMNS, canvas.width as u16);
+    put_us(obj, tags::BITS_ALLOCATED, 8);
+    put_us(obj, tags::BITS_STORED, 8);
+    put_us(obj, tags::HIGH_BIT, 7);
+    put_us(obj, tags::PIXEL_REPRESENTATION, 0);
+    let mut pixels = canvas.rgb;
+    if pixels.len() % 2 == 1 {
+        pixels.push(0);
+    }
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        PrimitiveValue::from(pixels),
+    ));
+    derived::finish("sc", uids::SECONDARY_CAPTURE, started)
+}
