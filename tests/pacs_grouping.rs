@@ -7,8 +7,7 @@
 
 mod pacs_support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cxr_triage::pacs::outbox::{Entry, EntryState};
@@ -17,17 +16,6 @@ use cxr_triage::synth::OutputSyntax;
 use pacs_support::*;
 
 const QUIET_S: u64 = 4;
-
-/// Files storescp has written.
-fn received(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    v.sort();
-    v
-}
 
 /// A film moved into `study` with dcmtk's `dcmodify` (a second image of the
 /// same study, as a modality would send).
@@ -70,14 +58,7 @@ async fn a_study_is_sent_after_its_quiet_period_and_a_late_image_after_its_own()
     let films = tempfile::tempdir().unwrap();
     let inbox = tempfile::tempdir().unwrap();
     let pacs_port = free_port();
-    let mut storescp = Command::new("storescp")
-        .args(["-aet", "STORESCP", "-uf", "-od"])
-        .arg(inbox.path())
-        .arg(pacs_port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("storescp (dcmtk)");
+    let mut peer = storescp(inbox.path(), pacs_port);
 
     let (first, _, study) = film(films.path(), 71, 0, OutputSyntax::ExplicitLe, true);
     let (second, second_sop, _) = film(films.path(), 71, 1, OutputSyntax::ExplicitLe, false);
@@ -186,6 +167,6 @@ async fn a_study_is_sent_after_its_quiet_period_and_a_late_image_after_its_own()
     }
 
     pacs.shutdown().await;
-    let _ = storescp.kill();
-    let _ = storescp.wait();
+    let _ = peer.kill();
+    let _ = peer.wait();
 }

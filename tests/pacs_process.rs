@@ -188,17 +188,6 @@ async fn kill_9_loses_no_image_acknowledged_by_c_store() {
     let _ = store.list(&Default::default());
 }
 
-/// Received files in `dir` (storescp writes one per object with `-uf`).
-fn received(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    v.sort();
-    v
-}
-
 fn outbox(data: &Path) -> Vec<(String, i64)> {
     let conn = rusqlite::Connection::open(data.join("pacs/pacs.sqlite")).unwrap();
     let mut stmt = conn
@@ -234,14 +223,7 @@ async fn the_outbox_retries_survives_kill_9_and_sends_each_result_once() {
     server.kill_9();
 
     // The destination comes up; after a restart everything is delivered.
-    let mut storescp = Command::new("storescp")
-        .args(["-aet", "STORESCP", "-uf", "-od"])
-        .arg(inbox.path())
-        .arg(pacs_port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("storescp");
+    let mut peer = storescp(inbox.path(), pacs_port);
     let server = Server::start(data.path(), &config, port);
     wait_for(
         Duration::from_secs(60),
@@ -277,6 +259,6 @@ async fn the_outbox_retries_survives_kill_9_and_sends_each_result_once() {
         ]
     );
     server.kill_9();
-    let _ = storescp.kill();
-    let _ = storescp.wait();
+    let _ = peer.kill();
+    let _ = peer.wait();
 }

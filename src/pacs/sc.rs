@@ -14,7 +14,7 @@ use super::derived::{
 use super::font::{self, Canvas};
 use super::uids;
 use crate::engine::FindingKind;
-use crate::triage::overlay::Preview;
+use crate::triage::overlay::{heat_colour, Preview};
 use crate::triage::FindingResult;
 
 /// Series Number of the Secondary Capture series.
@@ -39,25 +39,6 @@ fn label(kind: FindingKind) -> &'static str {
         FindingKind::Tuberculosis => "TUBERCULOSIS",
         FindingKind::MalignantNodule => "MALIGNANT NODULE",
     }
-}
-
-/// Blue → cyan → yellow → red for `v` in `[0, 1]`.
-fn heat_colour(v: f32) -> [f32; 3] {
-    let v = v.clamp(0.0, 1.0);
-    let stops: [(f32, [f32; 3]); 4] = [
-        (0.0, [0.0, 0.0, 1.0]),
-        (0.35, [0.0, 1.0, 1.0]),
-        (0.65, [1.0, 1.0, 0.0]),
-        (1.0, [1.0, 0.0, 0.0]),
-    ];
-    for w in stops.windows(2) {
-        let ((a, ca), (b, cb)) = (w[0], w[1]);
-        if v <= b {
-            let t = (v - a) / (b - a);
-            return [0, 1, 2].map(|k| ca[k] + t * (cb[k] - ca[k]));
-        }
-    }
-    [1.0, 0.0, 0.0]
 }
 
 /// Text lines of the top banner.

@@ -55,8 +55,10 @@ fn scaled(p: &Preview, w: u32, h: u32) -> Vec<u8> {
     out
 }
 
-/// Blue → cyan → yellow → red for `v` in `[0, 1]`.
-fn colour(v: f32) -> [f32; 3] {
+/// The heatmap colour scale: blue → cyan → yellow → red for `v` in
+/// `[0, 1]`, as RGB in `[0, 1]` (the overlay PNG and the DICOM Secondary
+/// Capture share it).
+pub fn heat_colour(v: f32) -> [f32; 3] {
     let v = v.clamp(0.0, 1.0);
     let stops = [
         (0.0, [0.0, 0.0, 1.0]),
@@ -88,7 +90,7 @@ pub fn overlay_png(preview: &Preview, heatmap: &Heatmap, max_side: u32) -> (Vec<
     let mut rgb = Vec::with_capacity((w * h * 3) as usize);
     for (&g, &v) in grey.iter().zip(&heat) {
         let alpha = (0.65 * (v - 0.15) / 0.85).clamp(0.0, 0.65);
-        let c = colour(v);
+        let c = heat_colour(v);
         for k in c {
             let base = f32::from(g) / 255.0;
             rgb.push((((1.0 - alpha) * base + alpha * k) * 255.0).round() as u8);

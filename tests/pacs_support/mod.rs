@@ -310,3 +310,27 @@ impl Drop for Orthanc {
         let _ = self.child.wait();
     }
 }
+
+/// dcmtk's `storescp` as a destination (AE `STORESCP`) on `port`, writing
+/// one file per received object into `dir`.
+pub fn storescp(dir: &Path, port: u16) -> Child {
+    Command::new("storescp")
+        .args(["-aet", "STORESCP", "-uf", "-od"])
+        .arg(dir)
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("storescp (dcmtk; scripts/setup.sh test)")
+}
+
+/// Files in `dir` (what `storescp` has written), sorted.
+pub fn received(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    v.sort();
+    v
+}
