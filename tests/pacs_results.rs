@@ -202,7 +202,9 @@ async fn the_sr_and_the_secondary_capture_report_the_findings_and_dcmtk_reads_th
     );
     assert!(stdout.contains("DERIVED\\SECONDARY"), "{stdout}");
 
-    // A lateral is not analysed: nothing to report.
+    // A lateral is not analysed: no SR (there are no findings), and a
+    // Secondary Capture notice that says so, in its own series, under the
+    // same study.
     let lateral = {
         let spec = cxr_triage::synth::CaseSpec {
             view: ViewChoice::Lateral,
@@ -221,5 +223,58 @@ async fn the_sr_and_the_secondary_capture_report_the_findings_and_dcmtk_reads_th
         now_ms: 0,
     };
     assert!(sr::build(&input).is_err());
-    assert!(sc::build(&input).is_err());
+    let notice = sc::build(&input).expect("a not-analysed notice");
+    let notice_path = out.path().join("notice.dcm");
+    std::fs::write(&notice_path, &notice.file).unwrap();
+    let obj = dicom_object::open_file(&notice_path).unwrap();
+    assert_eq!(
+        attr(&obj, tags::STUDY_INSTANCE_UID),
+        attr(&lateral_header, tags::STUDY_INSTANCE_UID)
+    );
+    assert_eq!(
+        attr(&obj, tags::SERIES_NUMBER).as_deref(),
+        Some(sc::NOTICE_SERIES_NUMBER)
+    );
+    assert_ne!(
+        attr(&obj, tags::SERIES_INSTANCE_UID),
+        attr(
+            &dicom_object::open_file(&sc_path).unwrap(),
+            tags::SERIES_INSTANCE_UID
+        )
+    );
+    let comments = attr(&obj, tags::IMAGE_COMMENTS).unwrap_or_default();
+    assert!(comments.contains("NOT analysed"), "{comments}");
+    let ppm = out.path().join("notice.ppm");
+    let (ok, _, stderr) = dump(
+        "dcm2pnm",
+        &["+op", notice_path.to_str().unwrap(), ppm.to_str().unwrap()],
+    );
+    assert!(ok, "dcm2pnm: {stderr}");
+    let (w, h, rgb) = read_ppm(&std::fs::read(&ppm).unwrap());
+    let px = |x: usize, y: usize| &rgb[(y * w + x) * 3..(y * w + x) * 3 + 3];
+    // Two amber warning lines on top, the lateral film below, no heatmap.
+    let amber_rows = (0..h.min(60))
+        .filter(|&y| (0..w).any(|x| px(x, y) == [255, 200, 0]))
+        .count();
+    assert!(amber_rows >= 10, "warning banner: {amber_rows} amber rows");
+    let grey_nonblack = (h / 3..2 * h / 3)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            let p = px(x, y);
+            p[0] == p[1] && p[1] == p[2] && p[0] > 30
+        })
+        .count();
+    assert!(grey_nonblack > w * h / 20, "the film is not shown");
+    let coloured = (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            let p = px(x, y);
+            p[0].abs_diff(p[1]) > 40 || p[1].abs_diff(p[2]) > 40
+        })
+        .count();
+    // Only the banner text is coloured.
+    assert!(
+        coloured < w * 80,
+        "{coloured} coloured pixels: a heatmap on a notice?"
+    );
 }

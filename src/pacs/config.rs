@@ -41,6 +41,11 @@ pub struct DicomConfig {
     pub study_quiet_s: u64,
     /// Send a Secondary Capture image with the heatmap and findings burned in.
     pub send_sc: bool,
+    /// For an image the AI did not analyse (a lateral, unreadable pixels,
+    /// a failed inference), send a Secondary Capture notice saying so and
+    /// why, so that PACS users never take "no AI result" for "nothing
+    /// found". Needs `send_sc`.
+    pub send_not_analyzed: bool,
     /// Send a Comprehensive 3D SR (TID 1500) with findings, scores,
     /// operating points, regions and the algorithm's identity.
     pub send_sr: bool,
@@ -129,6 +134,7 @@ impl Default for DicomConfig {
             study_quiet_s: 30,
             send_sc: true,
             send_sr: true,
+            send_not_analyzed: true,
             destination: None,
             retry: RetryPolicy::default(),
         }

@@ -69,6 +69,7 @@ struct ResultSettings {
     station: String,
     send_sc: bool,
     send_sr: bool,
+    send_not_analyzed: bool,
 }
 
 /// The spool, its queue, the studies being grouped, and the outbox.
@@ -118,6 +119,7 @@ impl Intake {
                 station: config.ae_title.clone(),
                 send_sc: config.send_sc,
                 send_sr: config.send_sr,
+                send_not_analyzed: config.send_not_analyzed,
             },
             quiet_ms: (config.study_quiet_s as i64).saturating_mul(1000),
         });
@@ -292,7 +294,7 @@ impl Intake {
             "DICOM image analysed"
         );
         if let (Some(outbox), Some(header)) = (&self.outbox, header) {
-            if outcome.analyzable {
+            if outcome.analyzable || self.settings.send_not_analyzed {
                 let objects = self.results(header, outcome).await;
                 if !objects.is_empty() {
                     let outbox = Arc::clone(outbox);
@@ -314,7 +316,7 @@ impl Intake {
         Attempt::Done
     }
 
-    /// The result objects of one analysed image (errors are logged: the
+    /// The result objects of one image (errors are logged: the
     /// worklist has the result either way).
     async fn results(&self, header: InMemDicomObject, outcome: Outcome) -> Vec<ResultObject> {
         let settings = self.settings.clone();
@@ -326,6 +328,16 @@ impl Intake {
                 now_ms: now_ms(),
             };
             let mut objects = Vec::new();
+            if !outcome.analyzable {
+                // Only the notice: there are no findings for an SR.
+                if settings.send_sc && settings.send_not_analyzed {
+                    match sc::build(&input) {
+                        Ok(o) => objects.push(o),
+                        Err(e) => tracing::warn!(error = %e, "not-analysed notice not made"),
+                    }
+                }
+                return objects;
+            }
             if settings.send_sc {
                 match sc::build(&input) {
                     Ok(o) => objects.push(o),

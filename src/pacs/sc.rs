@@ -3,6 +3,12 @@
 //! findings blended in, their regions outlined and labelled, and banners
 //! above and below saying that this is AI output, which model made it, and
 //! every finding's score and verdict. Burned In Annotation is YES.
+//!
+//! An image the AI could not read (a lateral, an unreadable pixel stream, a
+//! failed inference) gets a notice instead, in its own series: the image
+//! (when it could be decoded) under a banner saying it was *not* analysed,
+//! why, and that it must be read without AI assistance — so that in PACS
+//! "no AI mark" is never mistaken for "AI found nothing".
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
@@ -19,6 +25,10 @@ use crate::triage::FindingResult;
 
 /// Series Number of the Secondary Capture series.
 pub const SERIES_NUMBER: &str = "9901";
+/// Series Number of the "not analysed" notices.
+pub const NOTICE_SERIES_NUMBER: &str = "9903";
+/// Width of a notice for an image that could not be decoded (text only).
+const TEXT_ONLY_WIDTH: u32 = 1024;
 
 const BANNER: [u8; 3] = [0, 0, 0];
 const WARNING: [u8; 3] = [255, 200, 0];
@@ -59,6 +69,57 @@ fn banner_lines(input: &ResultInput<'_>) -> Vec<(String, [u8; 3])> {
     lines
 }
 
+/// Text lines of a notice for an image the AI did not analyse.
+fn notice_lines(input: &ResultInput<'_>) -> Vec<(String, [u8; 3])> {
+    let (code, message) = input
+        .outcome
+        .reason
+        .clone()
+        .unwrap_or_else(|| ("not_analyzed".into(), "not analysed".into()));
+    vec![
+        ("AI RESULT - IMAGE NOT ANALYSED BY AI".to_string(), WARNING),
+        ("READ WITHOUT AI ASSISTANCE".to_string(), WARNING),
+        (
+            format!(
+                "CXR-TRIAGE {} REASON {}",
+                env!("CARGO_PKG_VERSION"),
+                code.to_uppercase()
+            ),
+            WHITE,
+        ),
+        (derived::ascii(&message), WHITE),
+    ]
+}
+
+/// Breaks `text` into lines of at most `max` characters, at spaces where
+/// it can.
+fn wrap(text: &str, max: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let mut word: Vec<char> = word.chars().collect();
+        while word.len() > max {
+            if !line.is_empty() {
+                lines.push(std::mem::take(&mut line));
+            }
+            lines.push(word.drain(..max).collect());
+        }
+        let word: String = word.into_iter().collect();
+        let needed = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
+        if needed > max && !line.is_empty() {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 fn finding_line(f: &FindingResult) -> (String, [u8; 3]) {
     let verdict = if f.positive { "POSITIVE" } else { "NEGATIVE" };
     (
@@ -74,14 +135,24 @@ fn finding_line(f: &FindingResult) -> (String, [u8; 3]) {
     )
 }
 
-/// The picture: banners around the preview with the overlay.
-fn render(input: &ResultInput<'_>, preview: &Preview, image_width: u32) -> Canvas {
+/// The picture: banners (`lines`, wrapped to the width) around the preview
+/// with the overlay.
+fn render(
+    input: &ResultInput<'_>,
+    preview: &Preview,
+    image_width: u32,
+    lines: Vec<(String, [u8; 3])>,
+) -> Canvas {
     let (w, h) = (preview.width, preview.height);
     // Text scale: about 56 characters across a 1024-pixel preview.
     let scale = (w / 340).clamp(1, 4);
     let line_h = (font::HEIGHT + 3) * scale;
     let pad = 2 * scale;
-    let lines = banner_lines(input);
+    let max_chars = ((w.saturating_sub(2 * pad)) / (font::ADVANCE * scale)).max(1) as usize;
+    let lines: Vec<(String, [u8; 3])> = lines
+        .into_iter()
+        .flat_map(|(text, colour)| wrap(&text, max_chars).into_iter().map(move |l| (l, colour)))
+        .collect();
     let top = pad * 2 + line_h * lines.len() as u32;
     let bottom = pad * 2 + line_h;
     let mut canvas = Canvas::new(w, h + top + bottom, BANNER);
@@ -131,13 +202,11 @@ fn render(input: &ResultInput<'_>, preview: &Preview, image_width: u32) -> Canva
         }
     }
     // Banners.
-    let max_chars = ((w.saturating_sub(2 * pad)) / (font::ADVANCE * scale)).max(1) as usize;
     for (n, (text, colour)) in lines.iter().enumerate() {
-        let text: String = text.chars().take(max_chars).collect();
         canvas.text(
             i64::from(pad),
             i64::from(pad + n as u32 * line_h),
-            &text,
+            text,
             scale,
             *colour,
         );
@@ -156,24 +225,56 @@ fn render(input: &ResultInput<'_>, preview: &Preview, image_width: u32) -> Canva
     canvas
 }
 
-/// The Secondary Capture for one analysed image.
+/// The Secondary Capture for one image: the heatmap and findings of an
+/// analysed image, or the notice for an image the AI did not analyse.
 pub fn build(input: &ResultInput<'_>) -> Result<ResultObject, ResultError> {
     let outcome = input.outcome;
-    if !outcome.analyzable || outcome.findings.is_empty() {
-        return Err(ResultError::NothingToReport(
-            "the image was not analysed".into(),
-        ));
+    let notice = !outcome.analyzable;
+    if !notice && outcome.findings.is_empty() {
+        return Err(ResultError::NothingToReport("no findings".into()));
     }
-    let preview = outcome
-        .preview
-        .as_ref()
-        .ok_or_else(|| ResultError::NothingToReport("no preview of the image".into()))?;
-    let image_width = input
+    let blank;
+    let preview = match (&outcome.preview, notice) {
+        (Some(p), _) => p,
+        (None, true) => {
+            blank = Preview {
+                width: TEXT_ONLY_WIDTH,
+                height: TEXT_ONLY_WIDTH / 8,
+                pixels: vec![0; (TEXT_ONLY_WIDTH * TEXT_ONLY_WIDTH / 8) as usize],
+            };
+            &blank
+        }
+        (None, false) => {
+            return Err(ResultError::NothingToReport(
+                "no preview of the image".into(),
+            ))
+        }
+    };
+    let columns = input
         .source
         .get(tags::COLUMNS)
-        .and_then(|e| e.to_int::<u32>().ok())
-        .ok_or(ResultError::MissingInSource("Columns"))?;
-    let canvas = render(input, preview, image_width);
+        .and_then(|e| e.to_int::<u32>().ok());
+    let image_width = match (columns, notice) {
+        (Some(c), _) => c,
+        (None, true) => preview.width,
+        (None, false) => return Err(ResultError::MissingInSource("Columns")),
+    };
+    let (lines, series_number, series_description, comments) = if notice {
+        (
+            notice_lines(input),
+            NOTICE_SERIES_NUMBER,
+            "AI RESULT cxr-triage: image NOT analysed, read without AI",
+            "AI RESULT: this image was NOT analysed by cxr-triage (see the reason burned in); read it without AI assistance. Not the original radiograph.",
+        )
+    } else {
+        (
+            banner_lines(input),
+            SERIES_NUMBER,
+            "AI RESULT cxr-triage heatmap (not for primary diagnosis)",
+            "AI RESULT: heatmap and findings burned in by cxr-triage. Not the original radiograph; not for primary diagnosis.",
+        )
+    };
+    let canvas = render(input, preview, image_width, lines);
 
     let mut started = derived::start(
         input,
@@ -181,8 +282,8 @@ pub fn build(input: &ResultInput<'_>) -> Result<ResultObject, ResultError> {
             kind: "sc",
             sop_class: uids::SECONDARY_CAPTURE,
             modality: "OT",
-            series_number: SERIES_NUMBER,
-            series_description: "AI RESULT cxr-triage heatmap (not for primary diagnosis)",
+            series_number,
+            series_description,
         },
     )?;
     let (date, time, _) = derived::local_date_time(input.now_ms);
@@ -203,17 +304,16 @@ pub fn build(input: &ResultInput<'_>) -> Result<ResultObject, ResultError> {
     ));
     put_str(obj, tags::BURNED_IN_ANNOTATION, VR::CS, "YES");
     put_str(obj, tags::RECOGNIZABLE_VISUAL_FEATURES, VR::CS, "NO");
-    put_str(
-        obj,
-        tags::IMAGE_COMMENTS,
-        VR::LT,
-        "AI RESULT: heatmap and findings burned in by cxr-triage. Not the original radiograph; not for primary diagnosis.",
-    );
+    put_str(obj, tags::IMAGE_COMMENTS, VR::LT, comments);
     put_str(
         obj,
         tags::DERIVATION_DESCRIPTION,
         VR::ST,
-        "Downscaled copy of the source image with AI heatmap overlay, regions and findings text burned in",
+        if notice {
+            "Downscaled copy of the source image (blank when it could not be decoded) with a notice that the AI did not analyse it"
+        } else {
+            "Downscaled copy of the source image with AI heatmap overlay, regions and findings text burned in"
+        },
     );
     put_seq(obj, tags::SOURCE_IMAGE_SEQUENCE, vec![source_ref]);
     let lossy = input
