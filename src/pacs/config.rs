@@ -32,6 +32,10 @@ pub struct DicomConfig {
     pub max_object_mib: u64,
     /// Seconds without a PDU from the peer before an association is aborted.
     pub timeout_s: u64,
+    /// DICOMweb STOW-RS receive (`POST /studies`, HTTP/1.1) on this
+    /// address; off when unset. There is no authentication: bind it to a
+    /// trusted network or put it behind a proxy that authenticates.
+    pub stow_listen: Option<SocketAddr>,
     /// Spool, outbox and their state; `<data_dir>/pacs` when unset.
     pub spool_dir: Option<PathBuf>,
     /// A study's result is final once no image of it has arrived for this
@@ -130,6 +134,7 @@ impl Default for DicomConfig {
             max_associations: 16,
             max_object_mib: 256,
             timeout_s: 60,
+            stow_listen: None,
             spool_dir: None,
             study_quiet_s: 30,
             send_sc: true,
@@ -208,6 +213,13 @@ impl DicomConfig {
         }
         if let Some(v) = get("CXR_DICOM_LISTEN") {
             self.listen = v.parse().map_err(|_| bad("CXR_DICOM_LISTEN", &v))?;
+        }
+        if let Some(v) = get("CXR_DICOM_STOW_LISTEN") {
+            self.stow_listen = if v.is_empty() || v == "off" {
+                None
+            } else {
+                Some(v.parse().map_err(|_| bad("CXR_DICOM_STOW_LISTEN", &v))?)
+            };
         }
         if let Some(v) = get("CXR_DICOM_AE_TITLE") {
             self.ae_title = v;

@@ -38,6 +38,7 @@ pub mod scu;
 pub mod sender;
 pub mod spool;
 pub mod sr;
+pub mod stow;
 pub mod uids;
 
 use std::net::SocketAddr;
@@ -61,6 +62,7 @@ const WORKERS: usize = 2;
 /// The running DICOM side of the service.
 pub struct Pacs {
     addr: SocketAddr,
+    stow_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     intake: Arc<Intake>,
@@ -106,6 +108,15 @@ impl Pacs {
             .await
             .with_context(|| format!("binding the DICOM port {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let stow = match config.stow_listen {
+            Some(at) => Some(
+                tokio::net::TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("binding the STOW-RS port {at}"))?,
+            ),
+            None => None,
+        };
+        let stow_addr = stow.as_ref().map(|l| l.local_addr()).transpose()?;
         if config.allowed_calling_aes.is_empty() {
             tracing::warn!(
                 "[dicom] allowed_calling_aes is empty: any calling AE title may store images"
@@ -121,6 +132,17 @@ impl Pacs {
             tasks.spawn(Arc::clone(&intake).work(stop_rx.clone()));
         }
         tasks.spawn(Arc::clone(&intake).group_studies(stop_rx.clone()));
+        if let (Some(listener), Some(at)) = (stow, stow_addr) {
+            tracing::info!(addr = %at, "DICOMweb STOW-RS listening (POST /studies)");
+            tasks.spawn(stow::serve(
+                listener,
+                Arc::clone(&intake),
+                config.max_object_mib,
+                config.max_associations,
+                std::time::Duration::from_secs(config.timeout_s.max(1) * 5),
+                stop_rx.clone(),
+            ));
+        }
         if let (Some(outbox), Some(destination)) = (&outbox, &config.destination) {
             let scu = scu::StoreScu {
                 calling_ae: config.ae_title.clone(),
@@ -137,6 +159,7 @@ impl Pacs {
         }
         Ok(Some(Pacs {
             addr,
+            stow_addr,
             stop,
             tasks,
             intake,
@@ -147,6 +170,11 @@ impl Pacs {
     /// The DICOM listen address (the bound port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The STOW-RS listen address, when on.
+    pub fn stow_addr(&self) -> Option<SocketAddr> {
+        self.stow_addr
     }
 
     /// Objects spooled and not yet through the pipeline.
