@@ -4,6 +4,8 @@
 //! to the listener ([`scp`]); each object is durably spooled ([`spool`])
 //! before it is acknowledged, then taken through the same pipeline as the
 //! gRPC API into the worklist ([`intake`]). C-ECHO answers verification.
+//! Optionally, DICOMweb STOW-RS ([`stow`]) takes the same objects over HTTP
+//! into the same spool.
 //!
 //! **Out:** per analysed image, a Secondary Capture with the heatmap and
 //! findings burned in ([`sc`]) and a Comprehensive 3D SR, TID 1500, with
