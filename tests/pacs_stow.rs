@@ -8,8 +8,7 @@
 
 mod pacs_support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -32,8 +31,7 @@ impl Reply {
     }
 }
 
-/// One HTTP/1.1 request with `Connection: close`; `length` overrides the
-/// declared Content-Length.
+/// One HTTP/1.1 request to the STOW-RS port.
 fn http(
     at: SocketAddr,
     method: &str,
@@ -42,31 +40,9 @@ fn http(
     body: &[u8],
     length: Option<u64>,
 ) -> Reply {
-    let mut s = TcpStream::connect(at).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {at}\r\nConnection: close\r\n\
-         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        length.unwrap_or(body.len() as u64)
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP header");
-    let header = String::from_utf8_lossy(&raw[..split]);
-    let status = header
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
-    Reply {
-        status,
-        body: raw[split + 4..].to_vec(),
-    }
+    let (status, body) = pacs_support::http(at, method, path, content_type, body, length)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    Reply { status, body }
 }
 
 /// A `multipart/related; type="application/dicom"` body of `parts`.

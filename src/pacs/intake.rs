@@ -29,7 +29,7 @@ use super::dimse::status;
 use super::outbox::Outbox;
 use super::spool::{Spool, SpoolEntry};
 use super::{sc, sr};
-use crate::dicom::{self, IngestLimits};
+use crate::dicom::{self, IngestLimits, RadiographMeta};
 use crate::service::{identity_of, Outcome, Pipeline, PipelineError};
 use crate::worklist::now_ms;
 
@@ -188,34 +188,66 @@ impl Intake {
     /// Checks, spools durably and queues a received object. Success means
     /// the object is on disk and will reach the worklist.
     pub async fn receive(&self, received: Received) -> Result<(), Refusal> {
+        self.receive_checked(received, |_| Ok(())).await.1
+    }
+
+    /// [`Intake::receive`], with `check` given the object's identity once it
+    /// has parsed and before anything is spooled, to refuse it on what it
+    /// is. Returns that identity (absent when the object did not parse)
+    /// beside the outcome, so a caller can name what it refused.
+    pub async fn receive_checked<F>(
+        &self,
+        received: Received,
+        check: F,
+    ) -> (Option<RadiographMeta>, Result<(), Refusal>)
+    where
+        F: FnOnce(&RadiographMeta) -> Result<(), Refusal> + Send + 'static,
+    {
         let spool = Arc::clone(&self.spool);
         let limits = self.limits.clone();
         let Received { file, calling_ae } = received;
-        let stored = tokio::task::spawn_blocking(move || {
-            let meta = dicom::read_identity(&file, &limits).ok_or_else(|| Refusal {
-                status: status::CANNOT_UNDERSTAND,
-                comment: "not a DICOM data set with a SOP Instance UID".into(),
+        // A refusal carries the identity (boxed: it is large) when it parsed.
+        type Refused = (Option<Box<RadiographMeta>>, Refusal);
+        let spooled = tokio::task::spawn_blocking(move || -> Result<_, Refused> {
+            let meta = dicom::read_identity(&file, &limits).ok_or_else(|| {
+                let refusal = Refusal {
+                    status: status::CANNOT_UNDERSTAND,
+                    comment: "not a DICOM data set with a SOP Instance UID".into(),
+                };
+                (None, refusal)
             })?;
-            let study = identity_of(&meta).study_instance_uid;
-            let entry = spool.put(&[&file], now_ms()).map_err(|e| {
-                tracing::error!(error = %e, "DICOM spool write failed");
-                Refusal {
-                    status: status::OUT_OF_RESOURCES,
-                    comment: format!("spool write failed: {}", e.kind()),
+            if let Err(refusal) = check(&meta) {
+                return Err((Some(Box::new(meta)), refusal));
+            }
+            match spool.put(&[&file], now_ms()) {
+                Ok(entry) => Ok((meta, entry)),
+                Err(e) => {
+                    tracing::error!(error = %e, "DICOM spool write failed");
+                    let refusal = Refusal {
+                        status: status::OUT_OF_RESOURCES,
+                        comment: format!("spool write failed: {}", e.kind()),
+                    };
+                    Err((Some(Box::new(meta)), refusal))
                 }
-            })?;
-            Ok((entry, study))
+            }
         })
         .await
-        .map_err(|_| Refusal {
-            status: status::OUT_OF_RESOURCES,
-            comment: "shutting down".into(),
-        })?;
-        let (entry, study) = stored?;
+        .unwrap_or_else(|_| {
+            let refusal = Refusal {
+                status: status::OUT_OF_RESOURCES,
+                comment: "shutting down".into(),
+            };
+            Err((None, refusal))
+        });
+        let (meta, entry) = match spooled {
+            Ok(spooled) => spooled,
+            Err((meta, refusal)) => return (meta.map(|m| *m), Err(refusal)),
+        };
+        let study = identity_of(&meta).study_instance_uid;
         tracing::debug!(item = %entry.name(), calling_ae = %calling_ae, "spooled");
         self.arrived(&study, entry.received_ms);
         self.enqueue(Queued { entry, study });
-        Ok(())
+        (Some(meta), Ok(()))
     }
 
     /// A worker: takes spooled objects through the pipeline until `stop`.

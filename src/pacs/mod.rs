@@ -141,7 +141,7 @@ impl Pacs {
                 Arc::clone(&intake),
                 config.max_object_mib,
                 config.max_associations,
-                std::time::Duration::from_secs(config.timeout_s.max(1) * 5),
+                std::time::Duration::from_secs(config.timeout_s * 5),
                 stop_rx.clone(),
             ));
         }

@@ -24,9 +24,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use super::dimse::status;
-use super::intake::{Intake, Received};
+use super::intake::{Intake, Received, Refusal};
 use super::uids;
-use crate::dicom::{self, IngestLimits};
+use crate::dicom::RadiographMeta;
 
 /// Parts' worth of `max_object_mib` one request may carry.
 const MAX_PARTS_IN_BODY: u64 = 8;
@@ -102,12 +102,12 @@ pub async fn serve(
     }
 }
 
-fn reply(code: StatusCode, body: Value) -> Response<Full<Bytes>> {
+fn reply(code: StatusCode, content_type: &'static str, body: Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = code;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/dicom+json"),
+        hyper::header::HeaderValue::from_static(content_type),
     );
     r
 }
@@ -118,12 +118,7 @@ fn problem(code: StatusCode, why: &str) -> Response<Full<Bytes>> {
         reason = why,
         "STOW-RS request refused"
     );
-    let mut r = reply(code, json!({ "error": why }));
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    r
+    reply(code, "application/json", json!({ "error": why }))
 }
 
 async fn handle(
@@ -201,7 +196,7 @@ async fn handle(
     } else {
         StatusCode::CONFLICT
     };
-    reply(code, store_response(&outcomes))
+    reply(code, "application/dicom+json", store_response(&outcomes))
 }
 
 /// The boundary of a `multipart/related; type="application/dicom"` body.
@@ -268,15 +263,16 @@ fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8]>, 
             .ok_or("a delimiter line without CRLF")?
             + after
             + 2;
-        let headers_end = body[line_end..]
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|p| p + line_end);
-        let (headers, content_start) = match headers_end {
-            // A part may have no headers at all (CRLF right away).
-            _ if body[line_end..].starts_with(b"\r\n") => (&body[line_end..line_end], line_end + 2),
-            Some(h) => (&body[line_end..h], h + 4),
-            None => return Err("a part without a header/body separator".into()),
+        // A part may have no headers at all (CRLF right away).
+        let (headers, content_start) = if body[line_end..].starts_with(b"\r\n") {
+            (&body[line_end..line_end], line_end + 2)
+        } else {
+            let h = body[line_end..]
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .ok_or("a part without a header/body separator")?
+                + line_end;
+            (&body[line_end..h], h + 4)
         };
         let headers = String::from_utf8_lossy(headers);
         for header in headers.split("\r\n") {
@@ -303,52 +299,46 @@ fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8]>, 
 }
 
 async fn store_part(intake: &Intake, part: &[u8], study_in_path: Option<&str>) -> PartOutcome {
-    let file = part.to_vec();
-    let limits = IngestLimits::default();
-    let meta = {
-        let file = file.clone();
-        tokio::task::spawn_blocking(move || dicom::read_identity(&file, &limits))
-            .await
-            .ok()
-            .flatten()
+    let study_in_path = study_in_path.map(str::to_string);
+    let check = move |meta: &RadiographMeta| {
+        if !uids::is_accepted_storage(&meta.sop_class_uid) {
+            return Err(refusal(
+                status::SOP_CLASS_NOT_SUPPORTED,
+                "SOP class not accepted",
+            ));
+        }
+        // PS3.18: an instance of another study than the one in the path
+        // fails (A900, "data set does not match SOP class", is the closest).
+        if study_in_path.is_some_and(|s| s != meta.study_instance_uid) {
+            return Err(refusal(
+                status::DATA_SET_MISMATCH,
+                "an instance of another study",
+            ));
+        }
+        Ok(())
     };
-    let Some(meta) = meta else {
-        return PartOutcome::Failed {
-            class: String::new(),
-            instance: String::new(),
-            reason: status::CANNOT_UNDERSTAND,
-        };
+    let received = Received {
+        file: part.to_vec(),
+        calling_ae: STOW_SOURCE.into(),
     };
-    let (class, instance) = (meta.sop_class_uid.clone(), meta.sop_instance_uid.clone());
-    if !uids::is_accepted_storage(&class) {
-        return PartOutcome::Failed {
-            class,
-            instance,
-            reason: status::SOP_CLASS_NOT_SUPPORTED,
-        };
-    }
-    // PS3.18: an instance of another study than the one in the path fails
-    // (status A900, "data set does not match SOP class" is the closest).
-    if study_in_path.is_some_and(|s| s != meta.study_instance_uid) {
-        return PartOutcome::Failed {
-            class,
-            instance,
-            reason: status::DATA_SET_MISMATCH,
-        };
-    }
-    match intake
-        .receive(Received {
-            file,
-            calling_ae: STOW_SOURCE.into(),
-        })
-        .await
-    {
+    let (meta, outcome) = intake.receive_checked(received, check).await;
+    let (class, instance) = meta
+        .map(|m| (m.sop_class_uid, m.sop_instance_uid))
+        .unwrap_or_default();
+    match outcome {
         Ok(()) => PartOutcome::Stored { class, instance },
         Err(refusal) => PartOutcome::Failed {
             class,
             instance,
             reason: refusal.status,
         },
+    }
+}
+
+fn refusal(status: u16, comment: &str) -> Refusal {
+    Refusal {
+        status,
+        comment: comment.into(),
     }
 }
 

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -233,7 +233,7 @@ impl Orthanc {
         serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)
     }
 
-    /// A plain HTTP/1.1 request on loopback (Connection: close).
+    /// A request to Orthanc's REST API; a non-2xx status is an error.
     fn request(
         &self,
         method: &str,
@@ -241,34 +241,9 @@ impl Orthanc {
         body: Option<&[u8]>,
         content_type: &str,
     ) -> Result<Vec<u8>, String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.http)).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(120))).ok();
         let body = body.unwrap_or(&[]);
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
-        s.write_all(body).map_err(|e| e.to_string())?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or("no HTTP header")?;
-        let header = String::from_utf8_lossy(&raw[..split]).to_string();
-        let status: u16 = header
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or("no status")?;
-        let mut payload = raw[split + 4..].to_vec();
-        if header
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            payload = dechunk(&payload);
-        }
+        let at = ("127.0.0.1", self.http);
+        let (status, payload) = http(at, method, path, content_type, body, None)?;
         if !(200..300).contains(&status) {
             return Err(format!(
                 "HTTP {status}: {}",
@@ -277,6 +252,47 @@ impl Orthanc {
         }
         Ok(payload)
     }
+}
+
+/// A plain HTTP/1.1 request (Connection: close): its status and body.
+/// `length` overrides the declared Content-Length.
+pub fn http(
+    at: impl ToSocketAddrs,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    length: Option<u64>,
+) -> Result<(u16, Vec<u8>), String> {
+    let mut s = TcpStream::connect(at).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(120))).ok();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        length.unwrap_or(body.len() as u64)
+    );
+    s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+    s.write_all(body).map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no HTTP header")?;
+    let header = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status: u16 = header
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("no status")?;
+    let mut payload = raw[split + 4..].to_vec();
+    if header
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        payload = dechunk(&payload);
+    }
+    Ok((status, payload))
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
