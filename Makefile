@@ -36,7 +36,7 @@ setup-test:
 	scripts/setup.sh test
 
 build:
-	$(CARGO) build --release --locked
+	$(CARGO) build --release --locked --bin cxr-triage --bin cxr-synth
 
 fixtures:
 	PYTHON=$(PYTHON) bash test-images/make-fixtures.sh
@@ -44,18 +44,18 @@ fixtures:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 unit:
-	$(CARGO) test --locked
+	$(CARGO) test --workspace --locked
 
 ## bench: criterion benches of decode + VOI per transfer syntax, and of
 ## preprocess + inference per model and batch size; the service under
 ## concurrent clients (p50/p99 per stage, memory under 32 x 20 MB uploads).
 bench: setup-test fixtures
-	$(CARGO) bench --locked --bench decode
-	$(CARGO) bench --locked --bench engine
-	$(CARGO) bench --locked --bench service
+	$(CARGO) bench --locked -p cxr-ingest --bench decode
+	$(CARGO) bench --locked -p cxr-model --bench engine
+	$(CARGO) bench --locked -p cxr-triage --bench service
 
 ## bench-baseline: ours vs pydicom on the same files, same run, with the ratio.
 bench-baseline: setup-test fixtures build

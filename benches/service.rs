@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cxr_triage::api::pb;
-use cxr_triage::api::pb::triage_client::TriageClient;
-use cxr_triage::synth::{dicom_bytes, generate_case, CaseSpec, OutputSyntax, ViewChoice};
+use cxr_api::pb;
+use cxr_api::pb::triage_client::TriageClient;
+use cxr_synth::{dicom_bytes, generate_case, CaseSpec, OutputSyntax, ViewChoice};
 use tonic::transport::Channel;
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {

@@ -2,7 +2,7 @@
 # One run on a GPU host that proves the CUDA path and takes the figures the
 # README's "GPU" section reports, side by side with the CPU in the same run.
 #
-# Before it: `make build` (or `cargo build --release --locked`), and the
+# Before it: `make build` (the release `cxr-triage` and `cxr-synth`), and the
 # onnxruntime-gpu wheel in .venv instead of onnxruntime (README, "GPU").
 # Everything goes to $OUT (default ./gpu-report): nvidia-smi, `models check`
 # on CUDA (float32 and fp16), the GPU tests (when GPU_TESTS=1: they compile
@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 
 OUT=${OUT:-gpu-report}
 BIN=${BIN:-./target/release/cxr-triage}
+SYNTH=${SYNTH:-./target/release/cxr-synth}
 FILMS=${FILMS:-32}       # synthetic 2048 x 2048 films for the pipeline runs
 REQUESTS=${REQUESTS:-256} # pipeline images per concurrency level
 mkdir -p "$OUT"
@@ -22,8 +23,8 @@ if [ -z "${ORT_DYLIB_PATH:-}" ]; then
     ORT_DYLIB_PATH=$(ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -1)
     export ORT_DYLIB_PATH
 fi
-if [ ! -x "$BIN" ] || [ -z "$ORT_DYLIB_PATH" ]; then
-    echo "gpu-check: needs $BIN (make build) and ONNX Runtime in .venv (scripts/setup.sh run)" >&2
+if [ ! -x "$BIN" ] || [ ! -x "$SYNTH" ] || [ -z "$ORT_DYLIB_PATH" ]; then
+    echo "gpu-check: needs $BIN and $SYNTH (make build) and ONNX Runtime in .venv (scripts/setup.sh run)" >&2
     exit 2
 fi
 if ! ls "$(dirname "$ORT_DYLIB_PATH")"/libonnxruntime_providers_cuda.so >/dev/null 2>&1; then
@@ -49,10 +50,13 @@ step nvidia-smi nvidia-smi
 step check-cuda "$BIN" models check models --provider cuda
 step check-cuda-fp16 "$BIN" models check models --provider cuda --fp16
 if [ "${GPU_TESTS:-0}" = 1 ]; then
-    step gpu-tests env CXR_GPU_TESTS=1 cargo test --release --locked --test engine_gpu -- --ignored
+    step gpu-tests env CXR_GPU_TESTS=1 cargo test --release --locked -p cxr-findings --test engine -- --ignored engine_gpu
 fi
+# The films the pipeline runs read: 2048 x 2048, 12-bit, uncompressed.
+FILMS_DIR="$OUT/films"
+step films "$SYNTH" --out "$FILMS_DIR" --count "$FILMS" --seed 77 --size 2048x2048 --bits 12 --view pa
 bench() { # bench NAME ARGS...: inference per batch size and the whole pipeline
-    step "bench-$1" "$BIN" bench --synthetic "$FILMS" --requests "$REQUESTS" \
+    step "bench-$1" "$BIN" bench --images "$FILMS_DIR" --requests "$REQUESTS" \
         --batch 1,8,32 --concurrency 1,4,16 --json "$OUT/bench-$1.json" "${@:2}"
     # A CUDA run that fell back to the CPU must not pass for GPU figures.
     case "$1" in cuda*)

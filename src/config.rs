@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{EngineConfig, ProviderChoice};
-use crate::triage::priority::PriorityPolicy;
+use cxr_findings::priority::PriorityPolicy;
+use cxr_model::EngineConfig;
+#[cfg(test)]
+use cxr_model::ProviderChoice;
 
 /// Everything `serve` needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,7 +31,7 @@ pub struct ServiceConfig {
     /// TLS (off when absent).
     pub tls: Option<TlsConfig>,
     /// DICOM listener and results back to PACS (`[dicom]`).
-    pub dicom: crate::pacs::DicomConfig,
+    pub dicom: cxr_pacs::DicomConfig,
 }
 
 /// Request limits.
@@ -83,7 +85,7 @@ impl Default for ServiceConfig {
             priority: PriorityPolicy::default(),
             limits: Limits::default(),
             tls: None,
-            dicom: crate::pacs::DicomConfig::default(),
+            dicom: cxr_pacs::DicomConfig::default(),
         }
     }
 }
@@ -103,46 +105,48 @@ impl ServiceConfig {
         Ok(config)
     }
 
-    /// Overrides from `CXR_*` variables (read through `get`).
+    /// Overrides from `CXR_*` variables (read through `get`), one rule for
+    /// every key of the file: `CXR_` and the key's path in upper case with
+    /// `_` for `.` — `engine.batch.max_batch` is `CXR_ENGINE_BATCH_MAX_BATCH`,
+    /// `dicom.ae_title` is `CXR_DICOM_AE_TITLE`, `limits.request_timeout_s`
+    /// is `CXR_LIMITS_REQUEST_TIMEOUT_S` — plus the short names of
+    /// [`ENV_ALIASES`]. Values are read as the key's type: numbers, `true`/
+    /// `false` (or 1/0, on/off, yes/no), lists as comma-separated text; an
+    /// optional key set to `off` or to nothing is unset. The DICOM
+    /// destination is written `AE@host:port`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
-        let parse_err = |k: &str, v: &str| anyhow::anyhow!("{k}={v}: not a valid value");
-        if let Some(v) = get("CXR_LISTEN") {
-            self.listen = v.parse().map_err(|_| parse_err("CXR_LISTEN", &v))?;
+        let mut tree = toml::Value::try_from(&*self)?;
+        let mut paths = Vec::new();
+        leaf_paths(&tree, &mut Vec::new(), &mut paths);
+        for optional in OPTIONAL_KEYS {
+            let path: Vec<String> = optional.split('.').map(String::from).collect();
+            if !paths.contains(&path) {
+                paths.push(path);
+            }
         }
-        if let Some(v) = get("CXR_METRICS_LISTEN") {
-            self.metrics_listen = if v.is_empty() || v == "off" {
-                None
-            } else {
-                Some(v.parse().map_err(|_| parse_err("CXR_METRICS_LISTEN", &v))?)
-            };
+        let mut changed = false;
+        for path in &paths {
+            let key = path.join(".");
+            let mut names = vec![env_name(path)];
+            names.extend(
+                ENV_ALIASES
+                    .iter()
+                    .filter(|(_, k)| *k == key)
+                    .map(|(alias, _)| alias.to_string()),
+            );
+            for name in names {
+                let Some(text) = get(&name) else { continue };
+                let value = env_value(&tree, path, &text)
+                    .map_err(|why| anyhow::anyhow!("{name}={text}: {why}"))?;
+                set_path(&mut tree, path, value);
+                changed = true;
+            }
         }
-        if let Some(v) = get("CXR_DATA_DIR") {
-            self.data_dir = PathBuf::from(v);
+        if changed {
+            *self = tree
+                .try_into()
+                .map_err(|e| anyhow::anyhow!("environment: {e}"))?;
         }
-        if let Some(v) = get("CXR_MODELS_DIR") {
-            self.engine.models_dir = PathBuf::from(v);
-        }
-        if let Some(v) = get("CXR_PROVIDER") {
-            self.engine.session.provider = match v.as_str() {
-                "auto" => ProviderChoice::Auto,
-                "cuda" => ProviderChoice::Cuda,
-                "tensorrt" => ProviderChoice::Tensorrt,
-                "cpu" => ProviderChoice::Cpu,
-                _ => return Err(parse_err("CXR_PROVIDER", &v)),
-            };
-        }
-        if let Some(v) = get("CXR_INTRA_THREADS") {
-            self.engine.session.intra_threads =
-                v.parse().map_err(|_| parse_err("CXR_INTRA_THREADS", &v))?;
-        }
-        if let Some(v) = get("CXR_MAX_BATCH") {
-            self.engine.batch.max_batch = v.parse().map_err(|_| parse_err("CXR_MAX_BATCH", &v))?;
-        }
-        if let Some(v) = get("CXR_MAX_CONCURRENT") {
-            self.limits.max_concurrent_analyses =
-                v.parse().map_err(|_| parse_err("CXR_MAX_CONCURRENT", &v))?;
-        }
-        self.dicom.apply_env(&get)?;
         Ok(())
     }
 
@@ -155,6 +159,120 @@ impl ServiceConfig {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}"))
     }
+}
+
+/// Short environment names kept for the common keys (the long form
+/// works too).
+pub const ENV_ALIASES: &[(&str, &str)] = &[
+    ("CXR_MODELS_DIR", "engine.models_dir"),
+    ("CXR_PROVIDER", "engine.session.provider"),
+    ("CXR_INTRA_THREADS", "engine.session.intra_threads"),
+    ("CXR_MAX_BATCH", "engine.batch.max_batch"),
+    ("CXR_MAX_CONCURRENT", "limits.max_concurrent_analyses"),
+];
+
+/// Keys that are absent by default (so not found by walking the defaults)
+/// but may be set from the environment.
+const OPTIONAL_KEYS: &[&str] = &[
+    "metrics_listen",
+    "tls.cert",
+    "tls.key",
+    "tls.client_ca",
+    "dicom.stow_listen",
+    "dicom.spool_dir",
+    "dicom.destination",
+    "engine.session.ort_library",
+    "priority.urgent_operating_point",
+];
+
+/// `CXR_` + the path in upper case, `_`-joined.
+fn env_name(path: &[String]) -> String {
+    format!("CXR_{}", path.join("_").to_uppercase())
+}
+
+/// Every leaf key of a configuration tree (tables are walked into).
+fn leaf_paths(value: &toml::Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (k, v) in table {
+                prefix.push(k.clone());
+                leaf_paths(v, prefix, out);
+                prefix.pop();
+            }
+        }
+        _ => out.push(prefix.clone()),
+    }
+}
+
+fn get_path<'a>(tree: &'a toml::Value, path: &[String]) -> Option<&'a toml::Value> {
+    path.iter().try_fold(tree, |v, k| v.get(k))
+}
+
+/// Sets (or, for `None`, removes) a key, making tables on the way.
+fn set_path(tree: &mut toml::Value, path: &[String], value: Option<toml::Value>) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut node = tree;
+    for k in parents {
+        let Some(table) = node.as_table_mut() else {
+            return;
+        };
+        node = table
+            .entry(k.clone())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+    }
+    if let Some(table) = node.as_table_mut() {
+        match value {
+            Some(v) => {
+                table.insert(last.clone(), v);
+            }
+            None => {
+                table.remove(last);
+            }
+        }
+    }
+}
+
+/// An environment value as the key's type (`None`: unset an optional key).
+fn env_value(
+    tree: &toml::Value,
+    path: &[String],
+    text: &str,
+) -> Result<Option<toml::Value>, String> {
+    let key = path.join(".");
+    let optional = OPTIONAL_KEYS.contains(&key.as_str());
+    if optional && (text.is_empty() || text == "off") {
+        return Ok(None);
+    }
+    if key == "dicom.destination" {
+        let d = cxr_pacs::Destination::parse(text).ok_or("expected AE@host:port")?;
+        return toml::Value::try_from(d)
+            .map(Some)
+            .map_err(|e| e.to_string());
+    }
+    let value = match get_path(tree, path) {
+        Some(toml::Value::Integer(_)) => {
+            toml::Value::Integer(text.trim().parse().map_err(|_| "not a whole number")?)
+        }
+        Some(toml::Value::Float(_)) => {
+            toml::Value::Float(text.trim().parse().map_err(|_| "not a number")?)
+        }
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(match text.trim() {
+            "1" | "true" | "on" | "yes" => true,
+            "0" | "false" | "off" | "no" | "" => false,
+            _ => return Err("not true or false".into()),
+        }),
+        Some(toml::Value::Array(_)) => toml::Value::Array(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        ),
+        _ => toml::Value::String(text.to_string()),
+    };
+    Ok(Some(value))
 }
 
 #[cfg(test)]
@@ -180,6 +298,63 @@ mod tests {
         assert!(c
             .apply_env(|k| (k == "CXR_PROVIDER").then(|| "gpu".into()))
             .is_err());
+    }
+
+    #[test]
+    fn every_key_has_an_environment_variable_and_they_are_distinct() {
+        let mut c = ServiceConfig::default();
+        c.apply_env(|k| match k {
+            "CXR_ENGINE_BATCH_MAX_DELAY_MS" => Some("9".into()),
+            "CXR_LIMITS_REQUEST_TIMEOUT_S" => Some("30".into()),
+            "CXR_DICOM_ENABLED" => Some("true".into()),
+            "CXR_DICOM_LISTEN" => Some("0.0.0.0:104".into()),
+            "CXR_DICOM_ALLOWED_CALLING_AES" => Some("PACS1, PACS2".into()),
+            "CXR_DICOM_DESTINATION" => Some("PACS@pacs.local:104".into()),
+            "CXR_DICOM_RETRY_MAX_S" => Some("60".into()),
+            "CXR_ENGINE_REGION_LEVEL" => Some("0.4".into()),
+            "CXR_PRIORITY_CRITICAL_OPERATING_POINT" => Some("rule_in".into()),
+            "CXR_TLS_CERT" => Some("/etc/cert.pem".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.engine.batch.max_delay_ms, 9);
+        assert_eq!(c.limits.request_timeout_s, 30);
+        assert!(c.dicom.enabled);
+        assert_eq!(c.dicom.listen.port(), 104);
+        assert_eq!(c.dicom.allowed_calling_aes, vec!["PACS1", "PACS2"]);
+        assert_eq!(
+            c.dicom
+                .destination
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("PACS@pacs.local:104")
+        );
+        assert_eq!(c.dicom.retry.max_s, 60);
+        assert!((c.engine.region_level - 0.4).abs() < 1e-6);
+        assert_eq!(c.priority.critical_operating_point, "rule_in");
+        assert_eq!(
+            c.tls.as_ref().map(|t| t.cert.clone()),
+            Some(PathBuf::from("/etc/cert.pem"))
+        );
+        let err = c
+            .apply_env(|k| (k == "CXR_DICOM_ENABLED").then(|| "maybe".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("CXR_DICOM_ENABLED"), "{err}");
+        // No two keys share a variable.
+        let tree = toml::Value::try_from(ServiceConfig::default()).unwrap();
+        let mut paths = Vec::new();
+        leaf_paths(&tree, &mut Vec::new(), &mut paths);
+        let mut names: Vec<String> = paths.iter().map(|p| env_name(p)).collect();
+        names.extend(
+            OPTIONAL_KEYS
+                .iter()
+                .map(|k| env_name(&k.split('.').map(String::from).collect::<Vec<_>>())),
+        );
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n);
     }
 
     #[test]

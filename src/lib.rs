@@ -1,43 +1,28 @@
 //! # cxr-triage
 //!
-//! AI triage of chest radiographs. DICOM comes in (from PACS auto-forwarding,
-//! gRPC clients or campaign folders), the pixels are decoded and normalised,
-//! ONNX models score tuberculosis and malignant-nodule findings, and a
-//! prioritised reading worklist with heatmaps comes out.
+//! AI triage of chest radiographs: DICOM in, a prioritised reading worklist
+//! with heatmaps out, so that films suggesting pulmonary tuberculosis or a
+//! malignant lung nodule (or any finding a site's models declare) reach a
+//! radiologist first.
 //!
-//! This crate is the library behind the `cxr-triage` binary. One module per
-//! pipeline stage:
+//! This crate is the `cxr-triage` binary's: the command line, the service
+//! configuration (embedded defaults, a TOML file, `CXR_*` variables) and the
+//! wiring of `serve`. The work is done by the workspace's crates, whose
+//! dependencies point one way (each only on those above it here):
 //!
-//! - [`api`]: the gRPC service (tonic), health, reflection, metrics.
-//! - [`cli`]: the `cxr-triage` subcommands.
-//! - [`config`]: the service configuration (defaults, TOML file, environment).
-//! - [`dicom`]: parse, validate and decode a DICOM object into a
-//!   [`dicom::Radiograph`], or say with a typed reason why it cannot be read.
-//! - [`engine`]: model manifests, ONNX Runtime sessions (CUDA/TensorRT with
-//!   CPU fallback), dynamic batching, warm-up.
-//! - [`pacs`]: DICOM networking: the C-ECHO/C-STORE listener with its
-//!   durable spool, and AI results (Secondary Capture, SR) sent back to PACS
-//!   through a durable outbox.
-//! - [`preprocess`]: model-input tensors and the geometry that maps model
-//!   coordinates back to image pixels.
-//! - [`service`]: the pipeline every way in shares (ingest → engine →
-//!   triage → worklist).
-//! - [`synth`]: synthetic chest radiographs with known findings, for model
-//!   training, tests and load tests. Not clinical data.
-//! - [`triage`]: scores → findings (calibration, operating points) and
-//!   heatmaps and regions on the original image, priorities, overlays.
-//! - [`worklist`]: the persistent, ordered reading worklist (SQLite).
+//! | crate | room |
+//! | --- | --- |
+//! | `cxr-ingest` | DICOM parse, limits, decode (every transfer syntax), LUTs, the chest-film gate |
+//! | `cxr-model` | manifests, preprocessing + geometry, the `Backend` trait, batching, occlusion, ONNX Runtime |
+//! | `cxr-findings` | scores → findings (ids are data), calibration, operating points, heatmaps, priority |
+//! | `cxr-worklist` | the `WorklistStore` trait, SQLite, the stored-result schema |
+//! | `cxr-pipeline` | the one analysis path every way in shares |
+//! | `cxr-pacs` | DICOM listener, spool, STOW-RS, SR/SC results, outbox |
+//! | `cxr-api` | the gRPC contract and its handlers |
+//! | `cxr-campaign` | `score`, `evaluate`, `report`, `bench` |
+//! | `cxr-synth` | synthetic radiographs and the `cxr-synth` tool (tests, training; not deployed) |
 #![warn(missing_docs)]
 
-pub mod api;
-pub mod campaign;
 pub mod cli;
 pub mod config;
-pub mod dicom;
-pub mod engine;
-pub mod pacs;
-pub mod preprocess;
-pub mod service;
-pub mod synth;
-pub mod triage;
-pub mod worklist;
+pub mod serve;

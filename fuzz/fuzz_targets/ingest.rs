@@ -2,7 +2,7 @@
 //! timeout or out-of-memory is a bug: bad input must yield an `IngestError`.
 #![no_main]
 
-use cxr_triage::dicom::{read_bytes, IngestLimits};
+use cxr_ingest::{read_bytes, IngestLimits};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

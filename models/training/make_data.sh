@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Synthetic training, validation and held-out sets for the reference model,
-# made by the project's own binary: `synth` draws the radiographs (DICOM) and
-# `preprocess` turns them into exactly the tensors serving feeds the model.
+# made by the project's own tools: `cxr-synth` draws the radiographs (DICOM)
+# and `cxr-triage preprocess` turns them into exactly the tensors serving
+# feeds the model.
 # Seeds are fixed, so the data are the same on every machine.
 #
-#   models/training/make_data.sh [BIN]     # BIN: default target/release/cxr-triage
+#   models/training/make_data.sh [BIN [SYNTH]]
+#   # BIN: default target/release/cxr-triage; SYNTH: target/release/cxr-synth
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${1:-target/release/cxr-triage}
+SYNTH=${2:-target/release/cxr-synth}
 DATA=models/training/data
 mkdir -p "$DATA"
 
@@ -30,7 +33,7 @@ for set in "${SETS[@]}"; do
   read -r name count seed size <<<"$set"
   if [[ -f "$DATA/$name.npy" ]]; then continue; fi
   rm -rf "$DATA/$name"
-  "$BIN" synth --out "$DATA/$name" --count "$count" --seed "$seed" --size "$size" \
+  "$SYNTH" --out "$DATA/$name" --count "$count" --seed "$seed" --size "$size" \
     --view frontal --modality mixed --photometric mixed --bits mixed \
     --nodule-contrast 3 >/dev/null
   "$BIN" preprocess --width 256 --height 256 --resize letterbox --interpolation area \

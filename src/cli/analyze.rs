@@ -4,17 +4,19 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::Args;
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
-use crate::dicom::{self, IngestLimits};
-use crate::engine::{
-    Analysis, Engine, EngineConfig, OcclusionMode, OcclusionSettings, ProviderChoice,
-    SessionSettings,
+use std::sync::Arc;
+
+use cxr_findings::PriorityPolicy;
+use cxr_ingest::IngestLimits;
+use cxr_model::{
+    Engine, EngineConfig, OcclusionMode, OcclusionSettings, ProviderChoice, SessionSettings,
 };
+use cxr_pipeline::{Analyzer, NotAnalyzed, Outcome};
 
 /// Options of `cxr-triage analyze`.
 #[derive(Debug, Args)]
@@ -26,11 +28,11 @@ pub struct AnalyzeArgs {
     #[arg(long, env = "CXR_MODELS_DIR", default_value = "models")]
     pub models: PathBuf,
     /// Execution provider to try (falls back to the CPU, with the cause).
-    #[arg(long, value_enum, env = "CXR_PROVIDER", default_value = "auto")]
+    #[arg(long, env = "CXR_PROVIDER", default_value = "auto")]
     pub provider: ProviderChoice,
     /// Occlusion maps for models without a heatmap output: auto (GPU only),
     /// on, off.
-    #[arg(long, env = "CXR_OCCLUSION", default_value = "auto", value_parser = parse_occlusion)]
+    #[arg(long, env = "CXR_OCCLUSION", default_value = "auto")]
     pub occlusion: OcclusionMode,
     /// ONNX Runtime intra-op threads (0: one per core).
     #[arg(long, env = "CXR_INTRA_THREADS", default_value_t = 0)]
@@ -41,15 +43,6 @@ pub struct AnalyzeArgs {
     /// With --json, include each finding's heatmap grid and geometry.
     #[arg(long, requires = "json")]
     pub heatmaps: bool,
-}
-
-fn parse_occlusion(s: &str) -> Result<OcclusionMode, String> {
-    match s {
-        "auto" => Ok(OcclusionMode::Auto),
-        "on" => Ok(OcclusionMode::On),
-        "off" => Ok(OcclusionMode::Off),
-        other => Err(format!("`{other}`: use auto, on or off")),
-    }
 }
 
 /// Analyzes every file; exits 1 when any file could not be read or scored
@@ -68,12 +61,12 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
         },
         ..EngineConfig::default()
     };
-    let engine = Engine::load(&config)?;
-    let limits = IngestLimits::default();
+    let engine = Arc::new(Engine::load(&config)?);
+    let analyzer = Analyzer::new(engine, PriorityPolicy::default(), IngestLimits::default());
     let records: Vec<(Value, String, bool)> = args
         .files
         .par_iter()
-        .map(|path| analyze_one(&engine, path, &limits, args.heatmaps))
+        .map(|path| analyze_one(&analyzer, path, args.heatmaps))
         .collect();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -93,76 +86,70 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn analyze_one(
-    engine: &Engine,
-    path: &Path,
-    limits: &IngestLimits,
-    heatmaps: bool,
-) -> (Value, String, bool) {
+/// One file through the shared analysis path; (JSON record, text line,
+/// whether it succeeded). An image the gate set aside is a success (it is
+/// reported); undecodable pixels or a failed inference are not.
+fn analyze_one(analyzer: &Analyzer, path: &Path, heatmaps: bool) -> (Value, String, bool) {
     let name = path.display().to_string();
-    let started = Instant::now();
-    let radiograph = match dicom::read_file(path, limits) {
-        Ok(r) => r,
+    let outcome = std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            analyzer
+                .analyze_blocking(&bytes, false)
+                .map_err(|e| e.to_string())
+        });
+    let outcome = match outcome {
+        Ok(o) => o,
         Err(e) => {
-            let record =
-                json!({"file": name, "error": {"kind": e.kind(), "message": e.to_string()}});
+            let record = json!({"file": name, "error": {"kind": "unreadable", "message": e}});
             return (record, format!("{name}\tERROR\t{e}"), false);
         }
     };
-    let decode_ms = started.elapsed().as_secs_f64() * 1e3;
-    let identity = json!({
+    let mut record = json!({
         "file": name,
-        "sop_instance_uid": radiograph.meta.sop_instance_uid,
-        "study_instance_uid": radiograph.meta.study_instance_uid,
-        "width": radiograph.image.width,
-        "height": radiograph.image.height,
-        "decode_ms": decode_ms,
+        "sop_instance_uid": outcome.identity.sop_instance_uid,
+        "study_instance_uid": outcome.identity.study_instance_uid,
+        "decode_ms": outcome.timings.decode_ms,
+        "analyzable": outcome.analyzable(),
+        "priority": outcome.image_priority.priority.as_str(),
     });
-    if let Some(reason) = &radiograph.assessment.reason {
-        let mut record = identity;
-        record["analyzable"] = json!(false);
-        record["reason"] = json!(reason.to_string());
-        record["reason_code"] = json!(reason.code());
-        return (record, format!("{name}\tNOT ANALYZABLE\t{reason}"), true);
-    }
-    match engine.analyze_blocking(&radiograph.image) {
-        Ok(analysis) => {
-            let line = summary(&name, &analysis);
-            let mut record = identity;
-            record["analyzable"] = json!(true);
-            record["result"] = analysis_json(&analysis, heatmaps);
-            (record, line, true)
+    match &outcome.reason {
+        Some(reason @ NotAnalyzed::Gate(_)) => {
+            record["reason"] = json!(reason.to_string());
+            record["reason_code"] = json!(reason.code());
+            (record, format!("{name}\tNOT ANALYZABLE\t{reason}"), true)
         }
-        Err(e) => {
-            let mut record = identity;
-            record["error"] = json!({"kind": "inference", "message": e.to_string()});
-            (record, format!("{name}\tERROR\t{e}"), false)
+        Some(reason) => {
+            record["error"] = json!({"kind": reason.code(), "message": reason.to_string()});
+            (record, format!("{name}\tERROR\t{reason}"), false)
+        }
+        None => {
+            record["result"] = analysis_json(&outcome, heatmaps);
+            (record, summary(&name, &outcome), true)
         }
     }
 }
 
-fn analysis_json(analysis: &Analysis, heatmaps: bool) -> Value {
-    let mut value = json!(analysis);
-    if !heatmaps {
-        if let Some(findings) = value["findings"].as_array_mut() {
-            for (f, result) in findings.iter_mut().zip(&analysis.findings) {
-                f["heatmap"] = match &result.heatmap {
-                    Some(h) => json!({"source": h.source, "peak": h.peak()}),
-                    None => Value::Null,
-                };
-            }
-        }
-    } else if let Some(findings) = value["findings"].as_array_mut() {
-        for (f, result) in findings.iter_mut().zip(&analysis.findings) {
-            if let Some(h) = &result.heatmap {
-                f["heatmap"]["peak"] = json!(h.peak());
+fn analysis_json(outcome: &Outcome, heatmaps: bool) -> Value {
+    let mut value = json!({
+        "findings": outcome.findings,
+        "provenance": outcome.provenance,
+        "timings": outcome.timings.engine,
+        "priority": outcome.image_priority,
+    });
+    if let Some(findings) = value["findings"].as_array_mut() {
+        for (f, result) in findings.iter_mut().zip(&outcome.findings) {
+            match (&result.heatmap, heatmaps) {
+                (Some(h), false) => f["heatmap"] = json!({"source": h.source, "peak": h.peak()}),
+                (Some(h), true) => f["heatmap"]["peak"] = json!(h.peak()),
+                (None, _) => f["heatmap"] = Value::Null,
             }
         }
     }
     value
 }
 
-fn summary(name: &str, analysis: &Analysis) -> String {
+fn summary(name: &str, analysis: &Outcome) -> String {
     let mut line = name.to_string();
     for f in &analysis.findings {
         line.push_str(&format!(

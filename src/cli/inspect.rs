@@ -10,7 +10,7 @@ use dicom_encoding::TransferSyntaxIndex;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use serde_json::{json, Value};
 
-use crate::dicom::{self, IngestError, IngestLimits, Radiograph};
+use cxr_ingest::{self as dicom, IngestError, IngestLimits, Radiograph};
 
 /// Options of `cxr-triage inspect`.
 #[derive(Debug, Args)]

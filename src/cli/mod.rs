@@ -2,9 +2,13 @@
 //! the library stage that does the work.
 
 mod analyze;
+mod bench;
+mod evaluate;
 mod inspect;
 mod models;
 mod preprocess;
+mod report;
+mod score;
 mod serve;
 
 use std::process::ExitCode;
@@ -12,9 +16,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use analyze::AnalyzeArgs;
+pub use bench::BenchArgs;
+pub use evaluate::EvaluateArgs;
 pub use inspect::InspectArgs;
 pub use models::ModelsArgs;
 pub use preprocess::PreprocessArgs;
+pub use report::ReportArgs;
+pub use score::ScoreArgs;
 pub use serve::ServeArgs;
 
 /// AI triage of chest radiographs (tuberculosis, malignant lung nodules).
@@ -40,9 +48,6 @@ pub enum Command {
     /// Decode DICOM files and report their metadata, the gate's verdict and a
     /// hash of the stored pixels (one line per file; JSON Lines with --json).
     Inspect(InspectArgs),
-    /// Generate synthetic chest radiographs (DICOM) with known findings, for
-    /// training, tests and load tests. Not patient data.
-    Synth(crate::synth::SynthArgs),
     /// Write the model-input tensors of DICOM files to a NumPy .npy file
     /// (what the engine feeds a model; for training and debugging).
     Preprocess(PreprocessArgs),
@@ -55,17 +60,17 @@ pub enum Command {
     /// Score a screening campaign: folders of DICOM files → one row per
     /// image (CSV or JSON Lines), resumable, shardable, optionally into the
     /// worklist database.
-    Score(crate::campaign::ScoreArgs),
+    Score(ScoreArgs),
     /// Evaluate results against ground truth: AUC with its 95 % interval,
     /// sensitivity/specificity/PPV/NPV per operating point, the threshold for
     /// a target sensitivity; can write site operating points.
-    Evaluate(crate::campaign::EvaluateArgs),
+    Evaluate(EvaluateArgs),
     /// Write a self-contained HTML report of results (and an evaluation):
     /// priorities, score histograms, ROC curves, slowest and unread images.
-    Report(crate::campaign::report::ReportArgs),
+    Report(ReportArgs),
     /// Benchmark this machine: decode, preprocess, inference per batch size
     /// and the whole pipeline under N workers, on the provider it gets.
-    Bench(crate::campaign::bench::BenchArgs),
+    Bench(BenchArgs),
 }
 
 impl Command {
@@ -74,14 +79,13 @@ impl Command {
         match self {
             Command::Serve(args) => serve::run(&args),
             Command::Inspect(args) => inspect::run(&args),
-            Command::Synth(args) => crate::synth::run(&args).map(|()| ExitCode::SUCCESS),
             Command::Preprocess(args) => preprocess::run(&args),
             Command::Analyze(args) => analyze::run(&args),
             Command::Models(args) => models::run(&args),
-            Command::Score(args) => crate::campaign::score::run(&args),
-            Command::Evaluate(args) => crate::campaign::evaluate::run(&args),
-            Command::Report(args) => crate::campaign::report::run(&args),
-            Command::Bench(args) => crate::campaign::bench::run(&args),
+            Command::Score(args) => score::run(args),
+            Command::Evaluate(args) => cxr_campaign::evaluate::run(&args.options()),
+            Command::Report(args) => cxr_campaign::report::run(&args.options()),
+            Command::Bench(args) => cxr_campaign::bench::run(&args.options()),
         }
     }
 }

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use crate::engine::{
-    self, ExecutionProvider, FindingKind, ModelSession, OcclusionSettings, ProviderChoice,
+use cxr_model::{
+    ExecutionProvider, FindingId, HeatmapSource, ModelSession, OcclusionSettings, ProviderChoice,
     SessionSettings,
 };
 
@@ -37,7 +37,7 @@ pub struct CheckArgs {
     #[arg(value_name = "DIR", env = "CXR_MODELS_DIR", default_value = "models")]
     pub dir: PathBuf,
     /// Execution provider to try (falls back to the CPU, with the cause).
-    #[arg(long, value_enum, env = "CXR_PROVIDER", default_value = "auto")]
+    #[arg(long, env = "CXR_PROVIDER", default_value = "auto")]
     pub provider: ProviderChoice,
     /// Use each model's fp16 variant (`model.fp16_file`) on CUDA/TensorRT.
     #[arg(long)]
@@ -60,7 +60,7 @@ fn run_check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         fp16: args.fp16,
         ..SessionSettings::default()
     };
-    let manifests = match engine::load_manifests(&args.dir) {
+    let manifests = match cxr_model::load_manifests(&args.dir) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("error: {e}");
@@ -136,14 +136,14 @@ struct Row {
     fp16: bool,
     io_binding: bool,
     fallback_cause: Option<String>,
-    heatmap: &'static str,
+    heatmap: HeatmapSource,
     warmup_ms: f64,
     findings: Vec<RowFinding>,
 }
 
 #[derive(Debug, Serialize)]
 struct RowFinding {
-    finding: FindingKind,
+    finding: FindingId,
     labels: Vec<String>,
     operating_points: BTreeMap<String, f64>,
     default: String,
@@ -161,18 +161,18 @@ impl Row {
             io_binding: session.io_binding(),
             fallback_cause: session.fallback_cause.clone(),
             heatmap: if session.heatmap_shape.is_some() {
-                "model"
+                HeatmapSource::Model
             } else if OcclusionSettings::default().enabled_for(session.provider) {
-                "occlusion"
+                HeatmapSource::Occlusion
             } else {
-                "none"
+                HeatmapSource::None
             },
             warmup_ms: session.warmup.as_secs_f64() * 1e3,
             findings: m
                 .findings
                 .iter()
                 .map(|(kind, f)| RowFinding {
-                    finding: *kind,
+                    finding: kind.clone(),
                     labels: f.labels.clone(),
                     operating_points: f.operating_points.clone(),
                     default: f.default_operating_point.clone(),

@@ -13,8 +13,10 @@ use clap::{Args, ValueEnum};
 use rayon::prelude::*;
 use serde_json::json;
 
-use crate::dicom::{self, IngestLimits};
-use crate::preprocess::{self, InputSpec, Interpolation, Layout, Normalization, ResizeMode};
+use cxr_ingest::{self as dicom, IngestLimits};
+use cxr_model::preprocess::{
+    self as preprocess, InputSpec, Interpolation, Layout, Normalization, ResizeMode,
+};
 
 /// Resize mode on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::config::ServiceConfig;
-use crate::engine::ProviderChoice;
+use cxr_model::ProviderChoice;
 
 /// Options of `cxr-triage serve` (each overrides the configuration file).
 #[derive(Debug, Args)]
@@ -28,7 +28,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub models: Option<PathBuf>,
     /// Execution provider (env CXR_PROVIDER).
-    #[arg(long, value_enum)]
+    #[arg(long)]
     pub provider: Option<ProviderChoice>,
 }
 
@@ -57,7 +57,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         .context("tokio runtime")?;
     runtime.block_on(async move {
         if let Some(addr) = config.metrics_listen {
-            crate::api::install_metrics(addr)?;
+            crate::serve::install_metrics(addr)?;
             eprintln!("metrics on http://{addr}/metrics");
         }
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -69,7 +69,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             config.data_dir.display(),
             config.engine.models_dir.display()
         );
-        crate::api::run(config, listener, shutdown_signal()).await
+        crate::serve::run(config, listener, shutdown_signal()).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,405 @@
+//! # cxr-api: the gRPC front
+//!
+//! The `cxr_triage.v1.Triage` service generated from the repository's
+//! `proto/` ([`pb`]), and its tonic handlers ([`TriageApi`], behind
+//! [`Admitted`], which refuses an upload before its body is read when the
+//! service is full). It only translates between protobuf messages and the
+//! [`Pipeline`]; it never touches ONNX Runtime or SQLite directly, and it
+//! does not start anything: the `cxr-triage` binary wires the store, the
+//! engine, PACS and this service together (`serve`).
+
+mod admission;
+mod convert;
+
+pub use admission::Admitted;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use cxr_findings::{overlay, Heatmap};
+use cxr_pipeline::{Pipeline, PipelineError};
+use cxr_worklist::{now_ms, EventKind, ListQuery, StoreError};
+
+/// Generated protobuf types and gRPC stubs of `cxr_triage.v1`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("cxr_triage.v1");
+
+    /// Encoded file descriptors, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/cxr_triage_descriptor.bin"));
+}
+
+pub use pb::triage_server::TriageServer;
+
+/// Numbers requests in logs.
+static NEXT_REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Default longest side of overlays in responses.
+const OVERLAY_DEFAULT: u32 = 512;
+
+/// The Triage service.
+pub struct TriageApi {
+    pipeline: Arc<Pipeline>,
+    max_stream_bytes: usize,
+}
+
+impl TriageApi {
+    /// A service over `pipeline`; `AnalyzeStream` accepts files up to
+    /// `max_stream_bytes`.
+    pub fn new(pipeline: Arc<Pipeline>, max_stream_bytes: usize) -> TriageApi {
+        TriageApi {
+            pipeline,
+            max_stream_bytes,
+        }
+    }
+
+    async fn analyze_bytes(
+        &self,
+        admission: Option<cxr_pipeline::Admission>,
+        bytes: Vec<u8>,
+        options: Option<pb::AnalyzeOptions>,
+    ) -> Result<Response<pb::AnalyzeResponse>, Status> {
+        use tracing::Instrument as _;
+        let options = options.unwrap_or_default();
+        // A per-process request number: requests are traced without any
+        // identifier from the file (no patient, study or instance IDs).
+        let request = NEXT_REQUEST.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let span = tracing::info_span!("analyze", request, bytes = bytes.len());
+        let result = async {
+            match admission {
+                Some(a) => self.pipeline.analyze_admitted(a, bytes).await,
+                None => self.pipeline.analyze(bytes).await,
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        let filed = match result {
+            Ok(o) => o,
+            Err(e) => {
+                let status = status_of(e);
+                span.in_scope(|| tracing::info!(code = ?status.code(), "analysis refused"));
+                metrics::counter!("cxr_requests_failed_total", "code" => format!("{:?}", status.code())).increment(1);
+                return Err(status);
+            }
+        };
+        let outcome = &filed.outcome;
+        span.in_scope(|| {
+            tracing::info!(
+                analyzable = outcome.analyzable(),
+                priority = outcome.image_priority.priority.as_str(),
+                decode_ms = outcome.timings.decode_ms,
+                preprocess_ms = outcome.timings.engine.preprocess_ms,
+                queue_ms = outcome.timings.engine.queue_ms,
+                inference_ms = outcome.timings.engine.inference_ms,
+                total_ms = outcome.timings.total_ms,
+                "analysis committed"
+            )
+        });
+        metrics::counter!("cxr_analyses_total", "outcome" => if outcome.analyzable() { "analyzed" } else { "not_analyzed" }).increment(1);
+        let overlay_side = if options.overlay_max_side == 0 {
+            OVERLAY_DEFAULT
+        } else {
+            options.overlay_max_side.min(4096)
+        };
+        Ok(Response::new(convert::analyze_response(
+            &filed,
+            options.include_heatmaps,
+            overlay_side,
+        )))
+    }
+}
+
+/// The analysis slot taken for this request by [`Admitted`], if any.
+fn admission_of<T>(request: &Request<T>) -> Option<cxr_pipeline::Admission> {
+    request
+        .extensions()
+        .get::<admission::AdmissionSlot>()
+        .and_then(|slot| slot.take())
+}
+
+/// Maps pipeline failures to gRPC codes.
+fn status_of(e: PipelineError) -> Status {
+    match e {
+        PipelineError::NotDicom(m) => Status::invalid_argument(m),
+        PipelineError::Overloaded(m) => {
+            let mut s = Status::resource_exhausted(format!("{m}; retry later"));
+            // A hint for clients and proxies that honour it.
+            s.metadata_mut()
+                .insert("retry-after-ms", "500".parse().expect("ascii"));
+            s
+        }
+        PipelineError::WarmingUp => Status::unavailable("models are warming up; retry shortly"),
+        PipelineError::Store(e) => store_status(e),
+        PipelineError::ShutDown => Status::unavailable("shutting down"),
+    }
+}
+
+fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::NotFound(m) => Status::not_found(m),
+        StoreError::Invalid(m) => Status::invalid_argument(m),
+        StoreError::Database(m) => Status::internal(m),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| Status::unavailable("shutting down"))?
+        .map_err(store_status)
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WorklistEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::triage_server::Triage for TriageApi {
+    async fn analyze(
+        &self,
+        request: Request<pb::AnalyzeRequest>,
+    ) -> Result<Response<pb::AnalyzeResponse>, Status> {
+        let admission = admission_of(&request);
+        let request = request.into_inner();
+        self.analyze_bytes(admission, request.dicom, request.options)
+            .await
+    }
+
+    async fn analyze_stream(
+        &self,
+        request: Request<Streaming<pb::AnalyzeChunk>>,
+    ) -> Result<Response<pb::AnalyzeResponse>, Status> {
+        let admission = admission_of(&request);
+        let mut stream = request.into_inner();
+        let mut bytes = Vec::new();
+        let mut options = None;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if options.is_none() {
+                options = Some(chunk.options.unwrap_or_default());
+            }
+            if bytes.len() + chunk.data.len() > self.max_stream_bytes {
+                return Err(Status::resource_exhausted(format!(
+                    "file larger than the configured maximum of {} MiB",
+                    self.max_stream_bytes >> 20
+                )));
+            }
+            bytes.extend_from_slice(&chunk.data);
+        }
+        if bytes.is_empty() {
+            return Err(Status::invalid_argument("no data"));
+        }
+        self.analyze_bytes(admission, bytes, options).await
+    }
+
+    async fn list_worklist(
+        &self,
+        request: Request<pb::ListWorklistRequest>,
+    ) -> Result<Response<pb::ListWorklistResponse>, Status> {
+        let r = request.into_inner();
+        let query = ListQuery {
+            priorities: r
+                .priorities()
+                .filter_map(convert::priority_from_pb)
+                .collect(),
+            statuses: r.statuses().filter_map(convert::status_from_pb).collect(),
+            received_after_ms: r.received_after.map(|t| convert::ms_of(&t)),
+            received_before_ms: r.received_before.map(|t| convert::ms_of(&t)),
+            modality: Some(r.modality).filter(|m| !m.is_empty()),
+            page_size: r.page_size,
+            page_token: Some(r.page_token).filter(|t| !t.is_empty()),
+        };
+        let store = Arc::clone(self.pipeline.store());
+        let page = blocking(move || store.list(&query)).await?;
+        Ok(Response::new(pb::ListWorklistResponse {
+            studies: page
+                .studies
+                .iter()
+                .map(|s| convert::study(s, Vec::new()))
+                .collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+            total: page.total,
+        }))
+    }
+
+    async fn get_study(
+        &self,
+        request: Request<pb::GetStudyRequest>,
+    ) -> Result<Response<pb::Study>, Status> {
+        let uid = request.into_inner().study_instance_uid;
+        let store = Arc::clone(self.pipeline.store());
+        let (study, images) = blocking(move || store.get_study(&uid)).await?;
+        let images = images.iter().map(convert::stored_image).collect();
+        Ok(Response::new(convert::study(&study, images)))
+    }
+
+    type WatchWorklistStream = EventStream;
+
+    async fn watch_worklist(
+        &self,
+        request: Request<pb::WatchWorklistRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let after = request.into_inner().after_sequence;
+        // Subscribe first, then read the backlog: nothing falls in between.
+        let mut live = self.pipeline.subscribe();
+        let store = Arc::clone(self.pipeline.store());
+        let start = if after == 0 {
+            let s = Arc::clone(&store);
+            blocking(move || {
+                s.events_after(0, u32::MAX)
+                    .map(|e| e.last().map(|e| e.sequence).unwrap_or(0))
+            })
+            .await?
+        } else {
+            after
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut last = start;
+            let send_range = |from: u64| {
+                let store = Arc::clone(&store);
+                async move {
+                    tokio::task::spawn_blocking(move || {
+                        let events = store.events_after(from, 1000)?;
+                        events
+                            .into_iter()
+                            .map(|e| {
+                                let study =
+                                    store.get_study(&e.study_instance_uid).ok().map(|(s, _)| s);
+                                Ok((e, study))
+                            })
+                            .collect::<Result<Vec<_>, StoreError>>()
+                    })
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default()
+                }
+            };
+            loop {
+                // Catch up from the store (covers the backlog and any lag).
+                loop {
+                    let batch = send_range(last).await;
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for (event, study) in batch {
+                        last = event.sequence;
+                        if tx
+                            .send(Ok(convert::event(&event, study.as_ref())))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+                // Wait for the next commit (or a lag notice), then catch up.
+                match live.recv().await {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+                if tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn update_status(
+        &self,
+        request: Request<pb::UpdateStatusRequest>,
+    ) -> Result<Response<pb::Study>, Status> {
+        let r = request.into_inner();
+        let status = pb::StudyStatus::try_from(r.status)
+            .ok()
+            .and_then(convert::status_from_pb)
+            .ok_or_else(|| {
+                Status::invalid_argument("status must be NEW, CLAIMED, READING, READ or DISMISSED")
+            })?;
+        if r.by.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "`by` (who changes the status) is required",
+            ));
+        }
+        let store = Arc::clone(self.pipeline.store());
+        let uid = r.study_instance_uid.clone();
+        let at = now_ms();
+        let (study, sequence) =
+            blocking(move || store.update_status(&uid, status, &r.by, at)).await?;
+        self.pipeline.publish(cxr_worklist::Event {
+            sequence,
+            kind: EventKind::StatusChanged,
+            study_instance_uid: r.study_instance_uid,
+            sop_instance_uid: String::new(),
+            at_ms: at,
+        });
+        Ok(Response::new(convert::study(&study, Vec::new())))
+    }
+
+    async fn get_heatmap(
+        &self,
+        request: Request<pb::GetHeatmapRequest>,
+    ) -> Result<Response<pb::HeatmapImage>, Status> {
+        let r = request.into_inner();
+        let Some(finding) = convert::finding_of_request(&r.finding_id, r.finding) else {
+            return Err(Status::invalid_argument(
+                "set finding_id (e.g. \"tuberculosis\") or finding",
+            ));
+        };
+        let max_side = if r.max_side == 0 {
+            OVERLAY_DEFAULT
+        } else {
+            r.max_side.min(4096)
+        };
+        let store = Arc::clone(self.pipeline.store());
+        let sop = r.sop_instance_uid.clone();
+        let (stored, preview) = blocking(move || {
+            let h = store.heatmap(&sop, &finding)?;
+            let p = store.preview(&sop).ok();
+            Ok((h, p))
+        })
+        .await?;
+        let heatmap = Heatmap {
+            grid_width: stored.grid_width as usize,
+            grid_height: stored.grid_height as usize,
+            values: stored.values.clone(),
+            geometry: stored.geometry,
+            source: stored.source,
+        };
+        let preview = preview.as_deref().and_then(overlay::decode_preview);
+        let (png, width, height) =
+            tokio::task::spawn_blocking(move || match (r.heatmap_only, preview) {
+                (false, Some(p)) => overlay::overlay_png(&p, &heatmap, max_side),
+                _ => overlay::heatmap_png(&heatmap, max_side),
+            })
+            .await
+            .map_err(|_| Status::unavailable("shutting down"))?;
+        Ok(Response::new(pb::HeatmapImage {
+            png,
+            width,
+            height,
+            heatmap: Some(convert::stored_heatmap(&stored)),
+        }))
+    }
+
+    async fn list_models(
+        &self,
+        _request: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let engine = self
+            .pipeline
+            .engine()
+            .ok_or_else(|| Status::unavailable("models are warming up"))?;
+        Ok(Response::new(pb::ListModelsResponse {
+            models: engine.models().map(convert::model_info).collect(),
+        }))
+    }
+}

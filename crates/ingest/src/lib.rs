@@ -1,0 +1,178 @@
+//! DICOM ingest: bytes of a chest radiograph in, a [`Radiograph`] out.
+//!
+//! **In:** a DICOM Part 10 object, from a file ([`read_file`]) or memory
+//! ([`read_bytes`]), with or without the 128-byte preamble, in any transfer
+//! syntax a CR or DX unit sends (native, deflated, RLE, JPEG baseline /
+//! extended 12-bit / lossless, JPEG-LS, JPEG 2000, HTJ2K).
+//!
+//! **Out:** a [`Radiograph`]: frame 1's stored values ([`StoredFrame`]), a
+//! presentation-ready grey image ([`GreyImage`], 0 black … 65535 white, VOI
+//! and MONOCHROME1 inversion applied), the metadata triage needs
+//! ([`RadiographMeta`], [`Patient`]), and the gate's [`Assessment`] of
+//! whether it is an analyzable frontal chest film — or an [`IngestError`]
+//! saying exactly what is wrong. Bad input never panics, and every buffer is
+//! bounded by [`IngestLimits`] before it is allocated.
+//!
+//! ```no_run
+//! use cxr_ingest::{read_file, IngestLimits};
+//! let radiograph = read_file("chest.dcm".as_ref(), &IngestLimits::default())?;
+//! if !radiograph.assessment.analyzable {
+//!     println!("for a human: {}", radiograph.assessment.reason.unwrap());
+//! }
+//! # Ok::<(), cxr_ingest::IngestError>(())
+//! ```
+
+mod error;
+mod gate;
+pub mod jpeg12;
+mod meta;
+mod parse;
+mod pixels;
+mod rle;
+mod voi;
+
+use std::io::Read;
+use std::path::Path;
+
+use dicom_object::InMemDicomObject;
+
+pub use error::{IngestError, IngestErrorKind};
+pub use gate::{Assessment, NotAnalyzable};
+pub use meta::{Patient, RadiographMeta};
+pub use pixels::{PixelModule, StoredFrame};
+pub use voi::{GreyImage, Presentation, VoiSource};
+
+/// Bounds on what ingest accepts, checked before anything is allocated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestLimits {
+    /// Largest input (file or buffer), and largest inflated data set, in bytes.
+    pub max_input_bytes: u64,
+    /// Largest accepted Rows or Columns.
+    pub max_side: u32,
+    /// Largest accepted Rows × Columns.
+    pub max_pixels: u64,
+    /// Smallest side of an analyzable chest film (smaller images are accepted
+    /// but judged not analyzable).
+    pub min_side: u32,
+}
+
+impl Default for IngestLimits {
+    /// 512 MiB input; 12,000 px per side and 64 Mpx (a 43 × 43 cm detector at
+    /// 100 µm is 4,300 px); 256 px minimum side for analysis.
+    fn default() -> Self {
+        IngestLimits {
+            max_input_bytes: 512 << 20,
+            max_side: 12_000,
+            max_pixels: 64_000_000,
+            min_side: 256,
+        }
+    }
+}
+
+/// A decoded radiograph and everything the rest of the pipeline needs from its header.
+#[derive(Debug, Clone)]
+pub struct Radiograph {
+    /// Identity and acquisition metadata.
+    pub meta: RadiographMeta,
+    /// Patient attributes (redacted in `Debug`; never log them).
+    pub patient: Patient,
+    /// The Image Pixel module as validated.
+    pub pixel_module: PixelModule,
+    /// Transfer Syntax UID the object arrived in.
+    pub transfer_syntax: String,
+    /// Frame 1's stored values, before any LUT.
+    pub stored: StoredFrame,
+    /// Frame 1 ready to look at (VOI and inversion applied).
+    pub image: GreyImage,
+    /// What the presentation pipeline did to get `image`.
+    pub presentation: Presentation,
+    /// Which frame `stored` and `image` are (always 1) and how many there were.
+    pub frame: FrameChoice,
+    /// Whether the AI may read it, and why not.
+    pub assessment: Assessment,
+}
+
+/// Which frame of a multi-frame object was decoded.
+#[derive(Debug, Clone, Copy, serde::Serialize, PartialEq)]
+pub struct FrameChoice {
+    /// 1-based number of the decoded frame.
+    pub decoded: u32,
+    /// Number of Frames in the object.
+    pub of: u32,
+}
+
+/// Reads and decodes a DICOM file. The file's size is checked against
+/// [`IngestLimits::max_input_bytes`] before it is read.
+pub fn read_file(path: &Path, limits: &IngestLimits) -> Result<Radiograph, IngestError> {
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    if size > limits.max_input_bytes {
+        return Err(IngestError::InputTooLarge {
+            size,
+            max: limits.max_input_bytes,
+        });
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(limits.max_input_bytes + 1)
+        .read_to_end(&mut bytes)?;
+    read_bytes(&bytes, limits)
+}
+
+/// Reads only the identity and acquisition metadata of a DICOM object,
+/// without decoding pixels: so that an image whose pixels cannot be decoded
+/// can still be put on the worklist (for a human) under its own UIDs.
+/// `None` when the object cannot be parsed or has no SOP Instance UID.
+pub fn read_identity(bytes: &[u8], limits: &IngestLimits) -> Option<RadiographMeta> {
+    if bytes.len() as u64 > limits.max_input_bytes {
+        return None;
+    }
+    let parsed = parse::parse(bytes, limits.max_input_bytes).ok()?;
+    let meta = RadiographMeta::from_object(&parsed.object);
+    (!meta.sop_instance_uid.is_empty()).then_some(meta)
+}
+
+/// Parses a DICOM object held in memory without decoding its pixels, with
+/// the same bounds as [`read_bytes`]: for callers that need its attributes
+/// (e.g. to copy its patient and study modules into a derived object).
+pub fn read_object(bytes: &[u8], limits: &IngestLimits) -> Result<InMemDicomObject, IngestError> {
+    if bytes.len() as u64 > limits.max_input_bytes {
+        return Err(IngestError::InputTooLarge {
+            size: bytes.len() as u64,
+            max: limits.max_input_bytes,
+        });
+    }
+    Ok(parse::parse(bytes, limits.max_input_bytes)?
+        .object
+        .into_inner())
+}
+
+/// Reads and decodes a DICOM object held in memory.
+pub fn read_bytes(bytes: &[u8], limits: &IngestLimits) -> Result<Radiograph, IngestError> {
+    if bytes.len() as u64 > limits.max_input_bytes {
+        return Err(IngestError::InputTooLarge {
+            size: bytes.len() as u64,
+            max: limits.max_input_bytes,
+        });
+    }
+    let parsed = parse::parse(bytes, limits.max_input_bytes)?;
+    let object = &parsed.object;
+    let meta = RadiographMeta::from_object(object);
+    let pixel_module = pixels::pixel_module(object, limits)?;
+    let stored = pixels::decode_first_frame(object, &pixel_module, &parsed.transfer_syntax)?;
+    let (image, presentation) = voi::present(object, &pixel_module, &stored);
+    let assessment = gate::assess(&meta, &pixel_module, limits);
+    Ok(Radiograph {
+        patient: Patient::from_object(object),
+        frame: FrameChoice {
+            decoded: 1,
+            of: pixel_module.frames,
+        },
+        meta,
+        pixel_module,
+        transfer_syntax: parsed.transfer_syntax,
+        stored,
+        image,
+        presentation,
+        assessment,
+    })
+}

@@ -1,0 +1,203 @@
+//! Separable resampling of a grey image through a [`Geometry`].
+
+use super::{Geometry, Interpolation};
+use cxr_ingest::GreyImage;
+
+/// Source taps of one output pixel along one axis: `(first index, weights)`.
+type Taps = (usize, Vec<f32>);
+
+/// The model-input plane (`model_height × model_width`, row-major) of
+/// `image` under `geometry`, grey in `[0, 1]` with 0 = black. Output pixels
+/// whose centre falls outside the image are black.
+pub fn resample(image: &GreyImage, geometry: &Geometry, interpolation: Interpolation) -> Vec<f32> {
+    let (mw, mh) = (
+        geometry.model_width as usize,
+        geometry.model_height as usize,
+    );
+    let (w, h) = (image.width as usize, image.height as usize);
+    let xs = axis_taps(mw, w, geometry.scale_x, geometry.offset_x, interpolation);
+    let ys = axis_taps(mh, h, geometry.scale_y, geometry.offset_y, interpolation);
+
+    // Horizontal pass over the source rows the vertical pass will read.
+    let row_lo = ys.iter().filter(|t| !t.1.is_empty()).map(|t| t.0).min();
+    let row_hi = ys
+        .iter()
+        .filter(|t| !t.1.is_empty())
+        .map(|t| t.0 + t.1.len())
+        .max();
+    let mut out = vec![0.0f32; mw * mh];
+    let (Some(row_lo), Some(row_hi)) = (row_lo, row_hi) else {
+        return out;
+    };
+    let mut rows = vec![0.0f32; (row_hi - row_lo) * mw];
+    for (r, dst) in (row_lo..row_hi).zip(rows.chunks_exact_mut(mw)) {
+        let src = &image.pixels[r * w..(r + 1) * w];
+        for (d, (first, weights)) in dst.iter_mut().zip(&xs) {
+            *d = weights
+                .iter()
+                .zip(&src[*first..])
+                .map(|(wt, &p)| wt * f32::from(p))
+                .sum();
+        }
+    }
+    // Vertical pass.
+    let unit = 1.0 / 65535.0;
+    for (dst, (first, weights)) in out.chunks_exact_mut(mw).zip(&ys) {
+        for (k, wt) in weights.iter().enumerate() {
+            let src = &rows[(first + k - row_lo) * mw..(first + k - row_lo + 1) * mw];
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d += wt * s;
+            }
+        }
+        for d in dst.iter_mut() {
+            *d = (*d * unit).clamp(0.0, 1.0);
+        }
+    }
+    out
+}
+
+/// Taps of every output index `0..out_len` along an axis of `src_len` source
+/// pixels, for `out = src · scale + offset`.
+fn axis_taps(
+    out_len: usize,
+    src_len: usize,
+    scale: f64,
+    offset: f64,
+    interpolation: Interpolation,
+) -> Vec<Taps> {
+    let n = src_len as f64;
+    (0..out_len)
+        .map(|o| {
+            let centre = (o as f64 + 0.5 - offset) / scale;
+            if !(0.0..n).contains(&centre) {
+                return (0, Vec::new());
+            }
+            match interpolation {
+                Interpolation::Nearest => ((centre.floor() as usize).min(src_len - 1), vec![1.0]),
+                Interpolation::Area if scale < 1.0 => {
+                    let a = (o as f64 - offset) / scale;
+                    let b = (o as f64 + 1.0 - offset) / scale;
+                    box_taps(a, b, src_len)
+                }
+                Interpolation::Bilinear | Interpolation::Area => linear_taps(centre, src_len),
+            }
+        })
+        .collect()
+}
+
+/// Two taps around `centre` (edge pixels replicated).
+fn linear_taps(centre: f64, src_len: usize) -> Taps {
+    let c = (centre - 0.5).max(0.0);
+    let i0 = (c.floor() as usize).min(src_len - 1);
+    let t = (c - i0 as f64) as f32;
+    if i0 + 1 >= src_len || t == 0.0 {
+        (i0, vec![1.0])
+    } else {
+        (i0, vec![1.0 - t, t])
+    }
+}
+
+/// Box filter over the footprint `[a, b)`; the part outside the image
+/// contributes black.
+fn box_taps(a: f64, b: f64, src_len: usize) -> Taps {
+    let first = a.floor().max(0.0) as usize;
+    let last = (b.ceil().max(0.0) as usize).min(src_len);
+    let width = b - a;
+    let weights = (first..last)
+        .map(|i| {
+            let cover = b.min(i as f64 + 1.0) - a.max(i as f64);
+            (cover.max(0.0) / width) as f32
+        })
+        .collect();
+    (first, weights)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preprocess::ResizeMode;
+
+    fn image(w: u32, h: u32, f: impl Fn(u32, u32) -> u16) -> GreyImage {
+        let pixels = (0..h)
+            .flat_map(|y| (0..w).map(move |x| (x, y)))
+            .map(|(x, y)| f(x, y))
+            .collect();
+        GreyImage {
+            width: w,
+            height: h,
+            pixels,
+        }
+    }
+
+    #[test]
+    fn area_halving_averages_two_by_two_blocks() {
+        let img = image(4, 4, |x, y| if (x + y) % 2 == 0 { 65535 } else { 0 });
+        let g = Geometry::fit(4, 4, 2, 2, ResizeMode::Stretch);
+        let out = resample(&img, &g, Interpolation::Area);
+        for v in out {
+            assert!((v - 0.5).abs() < 1e-6, "{v}");
+        }
+    }
+
+    #[test]
+    fn letterbox_pads_black_and_keeps_white_inside() {
+        let img = image(100, 200, |_, _| 65535);
+        let g = Geometry::fit(100, 200, 64, 64, ResizeMode::Letterbox);
+        for interp in [
+            Interpolation::Area,
+            Interpolation::Bilinear,
+            Interpolation::Nearest,
+        ] {
+            let out = resample(&img, &g, interp);
+            // 100 × 0.32 = 32 columns of image, 16 of padding each side.
+            assert_eq!(out[32 * 64 + 5], 0.0, "{interp:?}");
+            assert_eq!(out[32 * 64 + 58], 0.0, "{interp:?}");
+            assert!((out[32 * 64 + 32] - 1.0).abs() < 1e-6, "{interp:?}");
+            assert!((out[32 * 64 + 16] - 1.0).abs() < 1e-6, "{interp:?}");
+        }
+    }
+
+    #[test]
+    fn a_bright_spot_lands_where_the_geometry_says() {
+        // A 10×10 white square at (700..710, 300..310) in a 1000×800 image.
+        let img = image(1000, 800, |x, y| {
+            if (700..710).contains(&x) && (300..310).contains(&y) {
+                65535
+            } else {
+                0
+            }
+        });
+        for mode in [
+            ResizeMode::Letterbox,
+            ResizeMode::CenterCrop,
+            ResizeMode::Stretch,
+        ] {
+            let g = Geometry::fit(1000, 800, 128, 128, mode);
+            let out = resample(&img, &g, Interpolation::Area);
+            let (argmax, _) =
+                out.iter().enumerate().fold(
+                    (0, f32::MIN),
+                    |best, (i, &v)| if v > best.1 { (i, v) } else { best },
+                );
+            let (mx, my) = ((argmax % 128) as f64 + 0.5, (argmax / 128) as f64 + 0.5);
+            let (x, y) = g.to_image(mx, my);
+            assert!(
+                (695.0..715.0).contains(&x) && (295.0..315.0).contains(&y),
+                "{mode:?}: {x},{y}"
+            );
+        }
+    }
+
+    #[test]
+    fn upscaling_interpolates_between_pixels() {
+        let img = image(2, 1, |x, _| if x == 0 { 0 } else { 65535 });
+        let g = Geometry::fit(2, 1, 4, 1, ResizeMode::Stretch);
+        let out = resample(&img, &g, Interpolation::Area);
+        assert_eq!(out[0], 0.0);
+        assert!(
+            (out[1] - 0.25).abs() < 1e-6 && (out[2] - 0.75).abs() < 1e-6,
+            "{out:?}"
+        );
+        assert_eq!(out[3], 1.0);
+    }
+}

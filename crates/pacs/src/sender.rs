@@ -1,0 +1,151 @@
+//! The loop that empties the outbox into the destination: whenever objects
+//! are released or a retry comes due, one association carries a batch;
+//! each confirmation is committed before the next object is sent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use super::outbox::{Entry, Outbox};
+use super::scu::{Delivery, StoreScu};
+use cxr_worklist::now_ms;
+
+/// Objects per association.
+const BATCH: usize = 64;
+/// Longest sleep between looks at the outbox.
+const IDLE: Duration = Duration::from_secs(5);
+
+/// Sends due outbox objects until `stop`.
+pub async fn run(
+    outbox: Arc<Outbox>,
+    scu: StoreScu,
+    released: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        publish_counts(&outbox).await;
+        let due = {
+            let outbox = Arc::clone(&outbox);
+            tokio::task::spawn_blocking(move || outbox.due(now_ms(), BATCH)).await
+        };
+        let due = match due {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "outbox unreadable");
+                Vec::new()
+            }
+            Err(_) => return,
+        };
+        if due.is_empty() {
+            let wait = {
+                let outbox = Arc::clone(&outbox);
+                tokio::task::spawn_blocking(move || outbox.next_due_in(now_ms()))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .flatten()
+                    .map(|ms| Duration::from_millis(ms as u64 + 1).min(IDLE))
+                    .unwrap_or(IDLE)
+            };
+            tokio::select! {
+                () = released.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => return,
+            }
+            continue;
+        }
+        send_batch(&outbox, &scu, due, &mut stop).await;
+    }
+}
+
+async fn send_batch(
+    outbox: &Arc<Outbox>,
+    scu: &StoreScu,
+    due: Vec<Entry>,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let mut classes: Vec<String> = due.iter().map(|e| e.sop_class_uid.clone()).collect();
+    classes.sort();
+    classes.dedup();
+    let mut association = match scu.connect(&classes).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(destination = %scu.destination, error = %e, objects = due.len(), "results not sent; will retry");
+            for entry in &due {
+                record(outbox, entry, Err(e.clone())).await;
+            }
+            return;
+        }
+    };
+    let mut sent = 0;
+    for (i, entry) in due.iter().enumerate() {
+        if *stop.borrow() {
+            break;
+        }
+        let message_id = (i % usize::from(u16::MAX)) as u16 + 1;
+        let delivery = StoreScu::store(&mut association, message_id, &entry.path).await;
+        match delivery {
+            Delivery::Stored { status } => {
+                if status != 0 {
+                    tracing::info!(
+                        item = entry.id,
+                        status = format!("0x{status:04X}"),
+                        "result stored with a warning"
+                    );
+                }
+                record(outbox, entry, Ok(())).await;
+                metrics::counter!("cxr_dicom_results_sent_total", "kind" => entry.kind.clone())
+                    .increment(1);
+                sent += 1;
+            }
+            Delivery::Failed(e) => {
+                tracing::warn!(item = entry.id, kind = %entry.kind, error = %e, "result not stored; will retry");
+                record(outbox, entry, Err(e)).await;
+                metrics::counter!("cxr_dicom_results_failed_total", "kind" => entry.kind.clone())
+                    .increment(1);
+            }
+            Delivery::Broken(e) => {
+                tracing::warn!(item = entry.id, kind = %entry.kind, error = %e, "association lost; will retry");
+                record(outbox, entry, Err(e)).await;
+                metrics::counter!("cxr_dicom_results_failed_total", "kind" => entry.kind.clone())
+                    .increment(1);
+                let _ = association.abort().await;
+                return;
+            }
+        }
+    }
+    let _ = association.release().await;
+    tracing::info!(destination = %scu.destination, sent, of = due.len(), "results sent");
+}
+
+/// Commits a delivery's outcome (blocking work off the async threads).
+async fn record(outbox: &Arc<Outbox>, entry: &Entry, outcome: Result<(), String>) {
+    let outbox = Arc::clone(outbox);
+    let entry = entry.clone();
+    let result = tokio::task::spawn_blocking(move || match outcome {
+        Ok(()) => outbox.mark_sent(&entry, now_ms()),
+        Err(e) => outbox.mark_failed(&entry, &e, now_ms()),
+    })
+    .await;
+    if let Ok(Err(e)) = result {
+        tracing::error!(error = %e, "outbox state not recorded");
+    }
+}
+
+async fn publish_counts(outbox: &Arc<Outbox>) {
+    let outbox = Arc::clone(outbox);
+    if let Ok(Ok(c)) = tokio::task::spawn_blocking(move || outbox.counts()).await {
+        for (state, n) in [
+            ("held", c.held),
+            ("ready", c.ready),
+            ("sent", c.sent),
+            ("failed", c.failed),
+        ] {
+            metrics::gauge!("cxr_dicom_outbox_objects", "state" => state).set(n as f64);
+        }
+    }
+}

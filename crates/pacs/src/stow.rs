@@ -1,0 +1,435 @@
+//! DICOMweb STOW-RS receive (PS3.18 10.5): `POST /studies` (or
+//! `/studies/{StudyInstanceUID}`) with a `multipart/related;
+//! type="application/dicom"` body, one DICOM Part 10 file per part.
+//!
+//! Each part goes through the same [`Intake::receive`] as a C-STORE: it is
+//! durably in the spool before the response reports it stored, then it
+//! flows through the pipeline onto the worklist, and its results go back to
+//! PACS like any other image. The response is the DICOM JSON Store
+//! Instances Response: 200 when every instance was stored, 202 when some
+//! failed, 409 when none was stored, 400/413/415 for a request that cannot
+//! be read at all. The body is bounded (`max_object_mib` per part, 8 parts'
+//! worth in all) and read before anything is spooled.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use super::dimse::status;
+use super::intake::{Intake, Received, Refusal};
+use super::uids;
+use cxr_ingest::RadiographMeta;
+
+/// Parts' worth of `max_object_mib` one request may carry.
+const MAX_PARTS_IN_BODY: u64 = 8;
+
+/// The calling "AE" recorded for objects received over STOW-RS.
+const STOW_SOURCE: &str = "STOW-RS";
+
+/// What one part became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PartOutcome {
+    Stored {
+        class: String,
+        instance: String,
+    },
+    Failed {
+        class: String,
+        instance: String,
+        reason: u16,
+    },
+}
+
+/// Serves STOW-RS on `listener` until `stop`.
+/// At most `max_connections` connections are served at once (others wait
+/// in the listen backlog), and a request body must arrive within `timeout`.
+pub async fn serve(
+    listener: TcpListener,
+    intake: Arc<Intake>,
+    max_object_mib: u64,
+    max_connections: usize,
+    timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    let limit = usize::try_from(
+        max_object_mib
+            .saturating_mul(MAX_PARTS_IN_BODY)
+            .saturating_mul(1 << 20),
+    )
+    .unwrap_or(usize::MAX);
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "STOW-RS accept failed");
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let intake = Arc::clone(&intake);
+        tokio::spawn(async move {
+            let _slot = slot;
+            let service = hyper::service::service_fn(move |req| {
+                let intake = Arc::clone(&intake);
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        handle(req, &intake, limit, timeout, peer).await,
+                    )
+                }
+            });
+            let io = hyper_util::rt::TokioIo::new(socket);
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "STOW-RS connection ended");
+            }
+        });
+    }
+}
+
+fn reply(code: StatusCode, content_type: &'static str, body: Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+fn problem(code: StatusCode, why: &str) -> Response<Full<Bytes>> {
+    tracing::warn!(
+        status = code.as_u16(),
+        reason = why,
+        "STOW-RS request refused"
+    );
+    reply(code, "application/json", json!({ "error": why }))
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    intake: &Intake,
+    limit: usize,
+    timeout: Duration,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let study_in_path = match path.strip_prefix("/studies") {
+        Some("") => None,
+        Some(rest) if rest.starts_with('/') && !rest[1..].contains('/') => {
+            Some(rest[1..].to_string())
+        }
+        _ => return problem(StatusCode::NOT_FOUND, "STOW-RS is POST /studies"),
+    };
+    if req.method() != Method::POST {
+        return problem(StatusCode::METHOD_NOT_ALLOWED, "STOW-RS is POST /studies");
+    }
+    let content_type = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let boundary = match multipart_boundary(&content_type) {
+        Ok(b) => b,
+        Err(why) => return problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, &why),
+    };
+    let too_large = || {
+        problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body over {} MiB", limit >> 20),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
+    let collect = Limited::new(req.into_body(), limit).collect();
+    let body = match tokio::time::timeout(timeout, collect).await {
+        Err(_) => return problem(StatusCode::REQUEST_TIMEOUT, "request body too slow"),
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => {
+            return if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                problem(StatusCode::BAD_REQUEST, "request body not received")
+            };
+        }
+    };
+    let parts = match split_multipart(&body, &boundary) {
+        Ok(p) if !p.is_empty() => p,
+        Ok(_) => return problem(StatusCode::BAD_REQUEST, "no parts in the multipart body"),
+        Err(why) => return problem(StatusCode::BAD_REQUEST, &why),
+    };
+    let mut outcomes = Vec::with_capacity(parts.len());
+    for part in parts {
+        outcomes.push(store_part(intake, part, study_in_path.as_deref()).await);
+    }
+    let stored = outcomes
+        .iter()
+        .filter(|o| matches!(o, PartOutcome::Stored { .. }))
+        .count();
+    tracing::info!(%peer, parts = outcomes.len(), stored, "STOW-RS request");
+    let code = if stored == outcomes.len() {
+        StatusCode::OK
+    } else if stored > 0 {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::CONFLICT
+    };
+    reply(code, "application/dicom+json", store_response(&outcomes))
+}
+
+/// The boundary of a `multipart/related; type="application/dicom"` body.
+fn multipart_boundary(content_type: &str) -> Result<String, String> {
+    let mut fields = content_type.split(';').map(str::trim);
+    let media = fields.next().unwrap_or("").to_ascii_lowercase();
+    if media != "multipart/related" {
+        return Err(format!(
+            "Content-Type must be multipart/related; type=\"application/dicom\" (got `{media}`)"
+        ));
+    }
+    let mut boundary = None;
+    for field in fields {
+        let Some((key, value)) = field.split_once('=') else {
+            continue;
+        };
+        let value = value.trim().trim_matches('"');
+        match key.trim().to_ascii_lowercase().as_str() {
+            "boundary" => boundary = Some(value.to_string()),
+            "type" if !value.eq_ignore_ascii_case("application/dicom") => {
+                return Err(format!(
+                    "only type=\"application/dicom\" parts are accepted (got `{value}`)"
+                ))
+            }
+            _ => {}
+        }
+    }
+    match boundary {
+        Some(b) if !b.is_empty() && b.len() <= 70 => Ok(b),
+        _ => Err("multipart/related without a valid boundary".into()),
+    }
+}
+
+/// The bodies of the parts of a multipart body (RFC 2046), each with its
+/// headers checked: a part's Content-Type, when given, must be
+/// `application/dicom`.
+fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8]>, String> {
+    let delimiter = format!("--{boundary}");
+    let d = delimiter.as_bytes();
+    // Inside the body a delimiter is always CRLF + `--boundary`, so binary
+    // content that happens to hold `--boundary` elsewhere is not cut.
+    let inner = format!("\r\n--{boundary}");
+    let find_inner = |from: usize| -> Option<usize> {
+        body.get(from..)?
+            .windows(inner.len())
+            .position(|w| w == inner.as_bytes())
+            .map(|p| p + from)
+    };
+    let mut at = if body.starts_with(d) {
+        0
+    } else {
+        find_inner(0).ok_or("the body has no boundary delimiter")? + 2
+    };
+    let mut parts = Vec::new();
+    loop {
+        let after = at + d.len();
+        if body.get(after..after + 2) == Some(b"--") {
+            return Ok(parts);
+        }
+        // The rest of the delimiter line.
+        let line_end = body[after..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("a delimiter line without CRLF")?
+            + after
+            + 2;
+        // A part may have no headers at all (CRLF right away).
+        let (headers, content_start) = if body[line_end..].starts_with(b"\r\n") {
+            (&body[line_end..line_end], line_end + 2)
+        } else {
+            let h = body[line_end..]
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .ok_or("a part without a header/body separator")?
+                + line_end;
+            (&body[line_end..h], h + 4)
+        };
+        let headers = String::from_utf8_lossy(headers);
+        for header in headers.split("\r\n") {
+            if let Some((k, v)) = header.split_once(':') {
+                if k.trim().eq_ignore_ascii_case("content-type")
+                    && !v
+                        .trim()
+                        .to_ascii_lowercase()
+                        .starts_with("application/dicom")
+                {
+                    return Err(format!(
+                        "a part of type `{}`: only application/dicom",
+                        v.trim()
+                    ));
+                }
+            }
+        }
+        // The CRLF before a delimiter belongs to the delimiter.
+        let content_end = find_inner(content_start.saturating_sub(2))
+            .ok_or("the body ends without a closing delimiter")?;
+        parts.push(&body[content_start..content_end.max(content_start)]);
+        at = content_end + 2;
+    }
+}
+
+async fn store_part(intake: &Intake, part: &[u8], study_in_path: Option<&str>) -> PartOutcome {
+    let study_in_path = study_in_path.map(str::to_string);
+    let check = move |meta: &RadiographMeta| {
+        if !uids::is_accepted_storage(&meta.sop_class_uid) {
+            return Err(refusal(
+                status::SOP_CLASS_NOT_SUPPORTED,
+                "SOP class not accepted",
+            ));
+        }
+        // PS3.18: an instance of another study than the one in the path
+        // fails (A900, "data set does not match SOP class", is the closest).
+        if study_in_path.is_some_and(|s| s != meta.study_instance_uid) {
+            return Err(refusal(
+                status::DATA_SET_MISMATCH,
+                "an instance of another study",
+            ));
+        }
+        Ok(())
+    };
+    let received = Received {
+        file: part.to_vec(),
+        calling_ae: STOW_SOURCE.into(),
+    };
+    let (meta, outcome) = intake.receive_checked(received, check).await;
+    let (class, instance) = meta
+        .map(|m| (m.sop_class_uid, m.sop_instance_uid))
+        .unwrap_or_default();
+    match outcome {
+        Ok(()) => PartOutcome::Stored { class, instance },
+        Err(refusal) => PartOutcome::Failed {
+            class,
+            instance,
+            reason: refusal.status,
+        },
+    }
+}
+
+fn refusal(status: u16, comment: &str) -> Refusal {
+    Refusal {
+        status,
+        comment: comment.into(),
+    }
+}
+
+/// The Store Instances Response Module in DICOM JSON.
+fn store_response(outcomes: &[PartOutcome]) -> Value {
+    let uid = |v: &str| json!({ "vr": "UI", "Value": [v] });
+    let mut referenced = Vec::new();
+    let mut failed = Vec::new();
+    for o in outcomes {
+        match o {
+            PartOutcome::Stored { class, instance } => referenced.push(json!({
+                "00081150": uid(class),
+                "00081155": uid(instance),
+            })),
+            PartOutcome::Failed {
+                class,
+                instance,
+                reason,
+            } => {
+                let mut item = json!({ "00081197": { "vr": "US", "Value": [reason] } });
+                if !class.is_empty() {
+                    item["00081150"] = uid(class);
+                }
+                if !instance.is_empty() {
+                    item["00081155"] = uid(instance);
+                }
+                failed.push(item);
+            }
+        }
+    }
+    let mut response = json!({});
+    if !referenced.is_empty() {
+        response["00081199"] = json!({ "vr": "SQ", "Value": referenced });
+    }
+    if !failed.is_empty() {
+        response["00081198"] = json!({ "vr": "SQ", "Value": failed });
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_are_checked() {
+        assert_eq!(
+            multipart_boundary("multipart/related; type=\"application/dicom\"; boundary=XyZ")
+                .unwrap(),
+            "XyZ"
+        );
+        assert_eq!(
+            multipart_boundary("Multipart/Related;boundary=\"a b\"").unwrap(),
+            "a b"
+        );
+        assert!(multipart_boundary("application/dicom").is_err());
+        assert!(multipart_boundary(
+            "multipart/related; type=\"application/dicom+json\"; boundary=x"
+        )
+        .is_err());
+        assert!(multipart_boundary("multipart/related; type=\"application/dicom\"").is_err());
+    }
+
+    #[test]
+    fn parts_are_split_exactly() {
+        let body = b"preamble\r\n--B\r\nContent-Type: application/dicom\r\n\r\nONE\r\n--B\r\n\r\nTW\r\nO\r\n--B--\r\n";
+        let parts = split_multipart(body, "B").unwrap();
+        assert_eq!(parts, vec![&b"ONE"[..], &b"TW\r\nO"[..]]);
+        assert!(
+            split_multipart(b"--B\r\nContent-Type: text/plain\r\n\r\nx\r\n--B--", "B").is_err()
+        );
+        assert!(split_multipart(b"--B\r\n\r\nunterminated", "B").is_err());
+        assert!(split_multipart(b"no delimiter", "B").is_err());
+        assert_eq!(split_multipart(b"--B--\r\n", "B").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn the_response_lists_stored_and_failed_instances() {
+        let r = store_response(&[
+            PartOutcome::Stored {
+                class: "1.2.3".into(),
+                instance: "4.5".into(),
+            },
+            PartOutcome::Failed {
+                class: String::new(),
+                instance: String::new(),
+                reason: 0xC000,
+            },
+        ]);
+        assert_eq!(r["00081199"]["Value"][0]["00081155"]["Value"][0], "4.5");
+        assert_eq!(r["00081198"]["Value"][0]["00081197"]["Value"][0], 0xC000);
+        assert!(r["00081198"]["Value"][0].get("00081155").is_none());
+    }
+}

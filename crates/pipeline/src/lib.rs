@@ -1,0 +1,236 @@
+//! # cxr-pipeline: the one analysis path
+//!
+//! DICOM bytes → decode and gate (`cxr-ingest`) → preprocess and batched
+//! inference (`cxr-model`) → findings and priority (`cxr-findings`) → the
+//! worklist (`cxr-worklist`). Every way in — gRPC `Analyze` and
+//! `AnalyzeStream`, the DICOM listener, STOW-RS, `score`, `analyze` and
+//! `bench` — runs these same stages ([`Analyzer`]) and differs only in what
+//! it does with the [`Outcome`].
+//!
+//! - [`Analyzer`]: the stages, callable one by one (so that the service can
+//!   put CPU stages on blocking threads and await the engine) or whole
+//!   ([`Analyzer::analyze_blocking`], for worker threads).
+//! - [`Pipeline`]: the service's use of it: admission (bounded analyses
+//!   in flight), CPU slots (bounded decode memory), the worklist store and
+//!   its change events.
+//!
+//! Nothing is dropped: an image the AI cannot read — wrong view, undecodable
+//! pixels, a failed inference — becomes an [`Outcome`] with a typed
+//! [`NotAnalyzed`] reason, filed as NOT_ANALYZED under its own UIDs, so a
+//! human sees it. Only bytes that are not a DICOM object with a SOP
+//! Instance UID are refused outright (there is nothing to file them under).
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use cxr_pipeline::Analyzer;
+//! let engine = Arc::new(cxr_model::Engine::load(&Default::default())?);
+//! let analyzer = Analyzer::new(engine, Default::default(), Default::default());
+//! let outcome = analyzer.analyze_blocking(&std::fs::read("chest.dcm")?, false)?;
+//! println!("{:?}: {}", outcome.image_priority.priority, outcome.findings.len());
+//! # Ok(()) }
+//! ```
+
+mod analysis;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{broadcast, Semaphore};
+
+pub use analysis::{
+    file, identity_of, record_metrics, Analyzer, Decoded, Outcome, PREVIEW_MAX_SIDE,
+};
+pub use cxr_findings::NotAnalyzed;
+use cxr_worklist::{now_ms, Event, EventKind, StoreError, StudySummary, WorklistStore};
+pub use cxr_worklist::{FindingSummary, StoredResult, Timings};
+
+/// Why a request failed (as opposed to an image the AI could not read,
+/// which is a result).
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Not a DICOM object we can file (no parse, or no SOP Instance UID).
+    #[error("not a DICOM image that can be filed: {0}")]
+    NotDicom(String),
+    /// Too many analyses in flight, or the inference queue is full.
+    #[error("overloaded: {0}; retry later")]
+    Overloaded(String),
+    /// The models are still loading.
+    #[error("models are warming up; retry shortly")]
+    WarmingUp,
+    /// The worklist store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Shutting down.
+    #[error("shutting down")]
+    ShutDown,
+}
+
+/// An outcome filed on the worklist.
+#[derive(Debug, Clone)]
+pub struct Filed {
+    /// What became of the image.
+    pub outcome: Outcome,
+    /// Its study after this image.
+    pub study: StudySummary,
+    /// Worklist sequence number of the change.
+    pub sequence: u64,
+}
+
+/// One analysis slot (see [`Pipeline::admit`]); released when dropped.
+#[derive(Debug)]
+pub struct Admission(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
+/// The service's pipeline: the [`Analyzer`] once the models are warm, the
+/// worklist, admission and change events.
+pub struct Pipeline {
+    analyzer: tokio::sync::OnceCell<Arc<Analyzer>>,
+    store: Arc<dyn WorklistStore>,
+    permits: Arc<Semaphore>,
+    cpu_slots: Arc<Semaphore>,
+    events: broadcast::Sender<Event>,
+}
+
+impl Pipeline {
+    /// A pipeline over `store`; the analyzer is attached when the models
+    /// are warm ([`Pipeline::set_analyzer`]); until then requests get
+    /// [`PipelineError::WarmingUp`].
+    pub fn new(store: Arc<dyn WorklistStore>, max_concurrent: usize) -> Pipeline {
+        let (events, _) = broadcast::channel(1024);
+        Pipeline {
+            analyzer: tokio::sync::OnceCell::new(),
+            store,
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            cpu_slots: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
+            events,
+        }
+    }
+
+    /// Attaches the analyzer over the warmed-up engine (once).
+    pub fn set_analyzer(&self, analyzer: Arc<Analyzer>) {
+        let _ = self.analyzer.set(analyzer);
+    }
+
+    /// The analyzer, once the models are warm.
+    pub fn analyzer(&self) -> Option<&Arc<Analyzer>> {
+        self.analyzer.get()
+    }
+
+    /// The engine, once warm.
+    pub fn engine(&self) -> Option<&Arc<cxr_model::Engine>> {
+        self.analyzer.get().map(|a| a.engine())
+    }
+
+    /// The worklist store.
+    pub fn store(&self) -> &Arc<dyn WorklistStore> {
+        &self.store
+    }
+
+    /// New worklist events, as they are committed.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Analyses in flight now.
+    pub fn in_flight(&self, max: usize) -> usize {
+        max.saturating_sub(self.permits.available_permits())
+    }
+
+    /// Takes one of the `max_concurrent` analysis slots, or refuses at once
+    /// with [`PipelineError::Overloaded`] (never queues: the caller's body
+    /// is not read while the service is full, so memory stays bounded).
+    pub fn admit(&self) -> Result<Admission, PipelineError> {
+        if self.analyzer.get().is_none() {
+            return Err(PipelineError::WarmingUp);
+        }
+        self.permits
+            .clone()
+            .try_acquire_owned()
+            .map(Admission)
+            .map_err(|_| PipelineError::Overloaded("too many analyses in flight".into()))
+    }
+
+    /// Analyses one DICOM file and commits its result to the worklist.
+    pub async fn analyze(&self, bytes: Vec<u8>) -> Result<Filed, PipelineError> {
+        let admission = self.admit()?;
+        self.analyze_admitted(admission, bytes).await
+    }
+
+    /// [`Pipeline::analyze`] in a slot taken earlier with [`Pipeline::admit`]:
+    /// the [`Analyzer`]'s stages, CPU ones on blocking threads.
+    pub async fn analyze_admitted(
+        &self,
+        admission: Admission,
+        bytes: Vec<u8>,
+    ) -> Result<Filed, PipelineError> {
+        let _admission = admission;
+        let started = Instant::now();
+        let analyzer = self
+            .analyzer
+            .get()
+            .cloned()
+            .ok_or(PipelineError::WarmingUp)?;
+        // Decoding and preprocessing hold full-size pixel buffers (tens of
+        // MB per film): no more of them at once than there are cores, so
+        // memory stays proportional to the cores, not to the clients.
+        let cpu_slot = Arc::clone(&self.cpu_slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| PipelineError::ShutDown)?;
+        let cpu = Arc::clone(&analyzer);
+        let (decoded, prepared) = tokio::task::spawn_blocking(move || {
+            let decoded = cpu.decode(&bytes)?;
+            let prepared = cpu.prepare(&decoded);
+            Ok::<_, PipelineError>((decoded, prepared))
+        })
+        .await
+        .map_err(|_| PipelineError::ShutDown)??;
+        drop(cpu_slot);
+        // The preview and its PNG are made beside inference, off the async
+        // threads.
+        let preview = decoded
+            .image
+            .clone()
+            .map(|image| tokio::task::spawn_blocking(move || Analyzer::preview(&image)));
+        let inferred = match prepared {
+            Some(p) => Some(analyzer.infer(p).await),
+            None => None,
+        };
+        let preview = match preview {
+            Some(task) => task.await.ok(),
+            None => None,
+        };
+        let mut outcome = analyzer.conclude(decoded, inferred, preview)?;
+        let store = Arc::clone(&self.store);
+        let (outcome, stored) = tokio::task::spawn_blocking(move || {
+            let stored = file(store.as_ref(), &mut outcome);
+            (outcome, stored)
+        })
+        .await
+        .map_err(|_| PipelineError::ShutDown)?;
+        let stored = stored?;
+        let mut outcome = outcome;
+        outcome.timings.total_ms = started.elapsed().as_secs_f64() * 1e3;
+        record_metrics(&outcome.timings);
+        let _ = self.events.send(Event {
+            sequence: stored.sequence,
+            kind: EventKind::ImageStored,
+            study_instance_uid: outcome.identity.study_instance_uid.clone(),
+            sop_instance_uid: outcome.identity.sop_instance_uid.clone(),
+            at_ms: now_ms(),
+        });
+        Ok(Filed {
+            outcome,
+            study: stored.study,
+            sequence: stored.sequence,
+        })
+    }
+
+    /// Publishes an event committed outside [`Pipeline::analyze`] (status
+    /// changes).
+    pub fn publish(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+}

@@ -1,0 +1,659 @@
+//! The embedded SQLite worklist store.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use super::{
+    Event, EventKind, ImageIdentity, ImageRecord, ListQuery, Page, StoreError, Stored,
+    StoredHeatmap, StoredImage, StoredReason, StoredResult, StudyStatus, StudySummary,
+    WorklistStore,
+};
+use cxr_findings::priority::{self, Priority, PriorityAssessment, Unread};
+use cxr_findings::NotAnalyzed;
+use cxr_model::FindingId;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how
+/// many have run. Append only.
+const MIGRATIONS: &[&str] = &[
+    // 1: studies, images, heatmaps, events.
+    "CREATE TABLE studies (
+        study_uid TEXT PRIMARY KEY,
+        accession TEXT NOT NULL,
+        priority_rank INTEGER NOT NULL,
+        top_score REAL NOT NULL,
+        assessment TEXT NOT NULL,
+        status TEXT NOT NULL,
+        status_by TEXT NOT NULL DEFAULT '',
+        status_at INTEGER NOT NULL DEFAULT 0,
+        first_received INTEGER NOT NULL,
+        last_received INTEGER NOT NULL,
+        modalities TEXT NOT NULL,
+        study_date TEXT NOT NULL,
+        image_count INTEGER NOT NULL
+    );
+    CREATE INDEX studies_order ON studies (priority_rank DESC, top_score DESC, first_received, study_uid);
+    CREATE TABLE images (
+        sop_uid TEXT PRIMARY KEY,
+        study_uid TEXT NOT NULL,
+        series_uid TEXT NOT NULL,
+        accession TEXT NOT NULL,
+        modality TEXT NOT NULL,
+        view_position TEXT NOT NULL,
+        study_date TEXT NOT NULL,
+        analyzable INTEGER NOT NULL,
+        reason_code TEXT,
+        reason_message TEXT,
+        unread TEXT,
+        assessment TEXT NOT NULL,
+        result TEXT NOT NULL,
+        received INTEGER NOT NULL,
+        preview BLOB
+    );
+    CREATE INDEX images_study ON images (study_uid);
+    CREATE TABLE heatmaps (
+        sop_uid TEXT NOT NULL,
+        finding TEXT NOT NULL,
+        heatmap TEXT NOT NULL,
+        PRIMARY KEY (sop_uid, finding)
+    );
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        study_uid TEXT NOT NULL,
+        sop_uid TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );",
+];
+
+/// SQLite-backed [`WorklistStore`].
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn json_err(e: serde_json::Error) -> StoreError {
+    StoreError::Database(format!("stored JSON: {e}"))
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Database(format!("{}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path).map_err(db)?;
+        Self::init(conn)
+    }
+
+    /// An in-memory store (tests, benchmarks).
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        Self::init(Connection::open_in_memory().map_err(db)?)
+    }
+
+    fn init(mut conn: Connection) -> Result<SqliteStore, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db)?;
+        // WAL: readers never block the writer; FULL: a committed result
+        // survives power loss, not only a killed process.
+        let _: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(db)?;
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(db)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db)?;
+        if version as usize > MIGRATIONS.len() {
+            return Err(StoreError::Database(format!(
+                "the database is from a newer version (schema {version}, this build knows {})",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction().map_err(db)?;
+            tx.execute_batch(sql).map_err(db)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                .map_err(db)?;
+            tx.commit().map_err(db)?;
+        }
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn unread_name(u: Option<Unread>) -> Option<&'static str> {
+    u.map(|u| match u {
+        Unread::SetAside => "set_aside",
+        Unread::Failed => "failed",
+    })
+}
+
+fn parse_unread(s: Option<String>) -> Option<Unread> {
+    match s.as_deref() {
+        Some("set_aside") => Some(Unread::SetAside),
+        Some("failed") => Some(Unread::Failed),
+        _ => None,
+    }
+}
+
+/// Recomputes a study row from its images; deletes it if it has none.
+fn recompute_study(tx: &Transaction<'_>, study_uid: &str) -> Result<(), StoreError> {
+    let mut stmt = tx
+        .prepare(
+            "SELECT assessment, unread, received, modality, accession, study_date
+             FROM images WHERE study_uid = ?1 ORDER BY received",
+        )
+        .map_err(db)?;
+    let rows: Vec<(String, Option<String>, i64, String, String, String)> = stmt
+        .query_map([study_uid], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .map_err(db)?
+        .collect::<Result<_, _>>()
+        .map_err(db)?;
+    if rows.is_empty() {
+        tx.execute("DELETE FROM studies WHERE study_uid = ?1", [study_uid])
+            .map_err(db)?;
+        return Ok(());
+    }
+    let assessments: Vec<(PriorityAssessment, Option<Unread>)> = rows
+        .iter()
+        .map(|(a, u, ..)| {
+            Ok((
+                serde_json::from_str(a).map_err(json_err)?,
+                parse_unread(u.clone()),
+            ))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    let study = priority::study_priority(assessments.iter().map(|(a, u)| (a, *u)));
+    let first = rows.iter().map(|r| r.2).min().unwrap_or(0);
+    let last = rows.iter().map(|r| r.2).max().unwrap_or(0);
+    let mut modalities: Vec<&str> = rows
+        .iter()
+        .map(|r| r.3.as_str())
+        .filter(|m| !m.is_empty())
+        .collect();
+    modalities.sort_unstable();
+    modalities.dedup();
+    let latest = rows.last().expect("non-empty");
+    let assessment = serde_json::to_string(&study).map_err(json_err)?;
+    tx.execute(
+        "INSERT INTO studies (study_uid, accession, priority_rank, top_score, assessment, status,
+                              first_received, last_received, modalities, study_date, image_count)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'NEW', ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (study_uid) DO UPDATE SET
+           accession = excluded.accession, priority_rank = excluded.priority_rank,
+           top_score = excluded.top_score, assessment = excluded.assessment,
+           first_received = excluded.first_received, last_received = excluded.last_received,
+           modalities = excluded.modalities, study_date = excluded.study_date,
+           image_count = excluded.image_count",
+        params![
+            study_uid,
+            latest.4,
+            study.priority.rank(),
+            f64::from(study.top_score),
+            assessment,
+            first,
+            last,
+            format!(",{},", modalities.join(",")),
+            latest.5,
+            rows.len() as i64,
+        ],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+const STUDY_COLUMNS: &str = "study_uid, accession, assessment, status, status_by, status_at,
+    first_received, last_received, modalities, study_date, image_count, priority_rank, top_score";
+
+fn study_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(StudySummary, String)> {
+    let assessment: String = r.get(2)?;
+    let status: String = r.get(3)?;
+    let modalities: String = r.get(8)?;
+    Ok((
+        StudySummary {
+            study_instance_uid: r.get(0)?,
+            accession_number: r.get(1)?,
+            assessment: PriorityAssessment {
+                priority: Priority::Routine,
+                reasons: Vec::new(),
+                top_score: 0.0,
+            },
+            status: StudyStatus::parse(&status).unwrap_or(StudyStatus::New),
+            status_by: r.get(4)?,
+            status_at_ms: r.get(5)?,
+            first_received_ms: r.get(6)?,
+            last_received_ms: r.get(7)?,
+            modalities: modalities
+                .split(',')
+                .filter(|m| !m.is_empty())
+                .map(String::from)
+                .collect(),
+            study_date: r.get(9)?,
+            image_count: r.get::<_, i64>(10)? as u32,
+        },
+        assessment,
+    ))
+}
+
+fn finish_study(
+    (mut study, assessment): (StudySummary, String),
+) -> Result<StudySummary, StoreError> {
+    study.assessment = serde_json::from_str(&assessment).map_err(json_err)?;
+    Ok(study)
+}
+
+fn load_study(conn: &Connection, study_uid: &str) -> Result<StudySummary, StoreError> {
+    let row = conn
+        .query_row(
+            &format!("SELECT {STUDY_COLUMNS} FROM studies WHERE study_uid = ?1"),
+            [study_uid],
+            study_from_row,
+        )
+        .optional()
+        .map_err(db)?
+        .ok_or_else(|| StoreError::NotFound(format!("study {study_uid}")))?;
+    finish_study(row)
+}
+
+fn insert_event(
+    tx: &Transaction<'_>,
+    kind: EventKind,
+    study_uid: &str,
+    sop_uid: &str,
+    at: i64,
+) -> Result<u64, StoreError> {
+    let kind = match kind {
+        EventKind::ImageStored => "image_stored",
+        EventKind::StatusChanged => "status_changed",
+    };
+    tx.execute(
+        "INSERT INTO events (kind, study_uid, sop_uid, at) VALUES (?1, ?2, ?3, ?4)",
+        params![kind, study_uid, sop_uid, at],
+    )
+    .map_err(db)?;
+    Ok(tx.last_insert_rowid() as u64)
+}
+
+/// Keyset page token: the sort key of the last study of the page.
+fn encode_token(s: &StudySummary) -> String {
+    format!(
+        "{}.{:08x}.{}.{}",
+        s.assessment.priority.rank(),
+        s.assessment.top_score.to_bits(),
+        s.first_received_ms,
+        hex(&s.study_instance_uid)
+    )
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<String> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+fn decode_token(t: &str) -> Result<(i64, f32, i64, String), StoreError> {
+    let bad = || StoreError::Invalid("page_token is not one this server issued".into());
+    let mut parts = t.split('.');
+    let rank = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+    let score = parts
+        .next()
+        .and_then(|p| u32::from_str_radix(p, 16).ok())
+        .map(f32::from_bits)
+        .ok_or_else(bad)?;
+    let first = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+    let uid = parts.next().and_then(unhex).ok_or_else(bad)?;
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok((rank, score, first, uid))
+}
+
+impl WorklistStore for SqliteStore {
+    fn put_image(&self, record: &ImageRecord) -> Result<Stored, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(db)?;
+        let id = &record.identity;
+        let previous: Option<String> = tx
+            .query_row(
+                "SELECT study_uid FROM images WHERE sop_uid = ?1",
+                [&id.sop_instance_uid],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)?;
+        let assessment = serde_json::to_string(&record.assessment).map_err(json_err)?;
+        let result = serde_json::to_string(&record.result).map_err(json_err)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO images (sop_uid, study_uid, series_uid, accession, modality,
+                view_position, study_date, analyzable, reason_code, reason_message, unread,
+                assessment, result, received, preview)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            params![
+                id.sop_instance_uid,
+                id.study_instance_uid,
+                id.series_instance_uid,
+                id.accession_number,
+                id.modality,
+                id.view_position,
+                id.study_date,
+                record.analyzable(),
+                record.reason.as_ref().map(NotAnalyzed::code),
+                record.reason.as_ref().map(ToString::to_string),
+                unread_name(record.unread()),
+                assessment,
+                result,
+                record.received_ms,
+                record.preview_png,
+            ],
+        )
+        .map_err(db)?;
+        tx.execute(
+            "DELETE FROM heatmaps WHERE sop_uid = ?1",
+            [&id.sop_instance_uid],
+        )
+        .map_err(db)?;
+        for h in &record.heatmaps {
+            tx.execute(
+                "INSERT INTO heatmaps (sop_uid, finding, heatmap) VALUES (?1, ?2, ?3)",
+                params![
+                    id.sop_instance_uid,
+                    h.finding.as_str(),
+                    serde_json::to_string(h).map_err(json_err)?
+                ],
+            )
+            .map_err(db)?;
+        }
+        if let Some(old) = previous.as_deref().filter(|o| *o != id.study_instance_uid) {
+            recompute_study(&tx, old)?;
+        }
+        recompute_study(&tx, &id.study_instance_uid)?;
+        let sequence = insert_event(
+            &tx,
+            EventKind::ImageStored,
+            &id.study_instance_uid,
+            &id.sop_instance_uid,
+            record.received_ms,
+        )?;
+        tx.commit().map_err(db)?;
+        let study = load_study(&conn, &id.study_instance_uid)?;
+        Ok(Stored {
+            sequence,
+            study,
+            replaced: previous.is_some(),
+        })
+    }
+
+    fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let conn = self.lock();
+        let statuses: Vec<StudyStatus> = if query.statuses.is_empty() {
+            StudyStatus::OPEN.to_vec()
+        } else {
+            query.statuses.clone()
+        };
+        let mut filter = vec![format!(
+            "status IN ({})",
+            statuses
+                .iter()
+                .map(|s| format!("'{}'", s.as_str()))
+                .collect::<Vec<_>>()
+                .join(",")
+        )];
+        if !query.priorities.is_empty() {
+            filter.push(format!(
+                "priority_rank IN ({})",
+                query
+                    .priorities
+                    .iter()
+                    .map(|p| p.rank().to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+        }
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(after) = query.received_after_ms {
+            values.push(after.into());
+            filter.push(format!("first_received >= ?{}", values.len()));
+        }
+        if let Some(before) = query.received_before_ms {
+            values.push(before.into());
+            filter.push(format!("first_received < ?{}", values.len()));
+        }
+        if let Some(m) = query.modality.as_deref().filter(|m| !m.is_empty()) {
+            values.push(format!("%,{m},%").into());
+            filter.push(format!("modalities LIKE ?{}", values.len()));
+        }
+        let where_filter = filter.join(" AND ");
+        let total: i64 = conn
+            .query_row(
+                &format!("SELECT COUNT(*) FROM studies WHERE {where_filter}"),
+                rusqlite::params_from_iter(values.iter()),
+                |r| r.get(0),
+            )
+            .map_err(db)?;
+        let mut page_filter = where_filter.clone();
+        if let Some(token) = query.page_token.as_deref().filter(|t| !t.is_empty()) {
+            let (rank, score, first, uid) = decode_token(token)?;
+            let base = values.len();
+            values.push(rank.into());
+            values.push(f64::from(score).into());
+            values.push(first.into());
+            values.push(uid.into());
+            let (r, s, f, u) = (base + 1, base + 2, base + 3, base + 4);
+            page_filter.push_str(&format!(
+                " AND (priority_rank < ?{r} OR (priority_rank = ?{r} AND (top_score < ?{s} OR (top_score = ?{s} AND (first_received > ?{f} OR (first_received = ?{f} AND study_uid > ?{u}))))))"
+            ));
+        }
+        let size = if query.page_size == 0 {
+            50
+        } else {
+            query.page_size.min(500)
+        };
+        let sql = format!(
+            "SELECT {STUDY_COLUMNS} FROM studies WHERE {page_filter}
+             ORDER BY priority_rank DESC, top_score DESC, first_received, study_uid LIMIT {}",
+            size + 1
+        );
+        let mut stmt = conn.prepare(&sql).map_err(db)?;
+        let rows: Vec<(StudySummary, String)> = stmt
+            .query_map(rusqlite::params_from_iter(values.iter()), study_from_row)
+            .map_err(db)?
+            .collect::<Result<_, _>>()
+            .map_err(db)?;
+        let more = rows.len() > size as usize;
+        let studies: Vec<StudySummary> = rows
+            .into_iter()
+            .take(size as usize)
+            .map(finish_study)
+            .collect::<Result<_, _>>()?;
+        let next_page_token = if more {
+            studies.last().map(encode_token)
+        } else {
+            None
+        };
+        Ok(Page {
+            studies,
+            next_page_token,
+            total: total as u32,
+        })
+    }
+
+    fn get_study(&self, study_uid: &str) -> Result<(StudySummary, Vec<StoredImage>), StoreError> {
+        let conn = self.lock();
+        let study = load_study(&conn, study_uid)?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT sop_uid, study_uid, series_uid, accession, modality, view_position,
+                        study_date, analyzable, reason_code, reason_message, assessment, result, received
+                 FROM images WHERE study_uid = ?1 ORDER BY received, sop_uid",
+            )
+            .map_err(db)?;
+        let rows: Vec<(StoredImage, (String, String))> = stmt
+            .query_map([study_uid], |r| {
+                let code: Option<String> = r.get(8)?;
+                let message: Option<String> = r.get(9)?;
+                Ok((
+                    StoredImage {
+                        identity: ImageIdentity {
+                            sop_instance_uid: r.get(0)?,
+                            study_instance_uid: r.get(1)?,
+                            series_instance_uid: r.get(2)?,
+                            accession_number: r.get(3)?,
+                            modality: r.get(4)?,
+                            view_position: r.get(5)?,
+                            study_date: r.get(6)?,
+                        },
+                        analyzable: r.get(7)?,
+                        reason: code.map(|code| StoredReason {
+                            code,
+                            message: message.unwrap_or_default(),
+                        }),
+                        assessment: PriorityAssessment {
+                            priority: Priority::Routine,
+                            reasons: Vec::new(),
+                            top_score: 0.0,
+                        },
+                        result: StoredResult::default(),
+                        received_ms: r.get(12)?,
+                    },
+                    (r.get::<_, String>(10)?, r.get::<_, String>(11)?),
+                ))
+            })
+            .map_err(db)?
+            .collect::<Result<_, _>>()
+            .map_err(db)?;
+        let images = rows
+            .into_iter()
+            .map(|(mut image, (assessment, result))| {
+                image.assessment = serde_json::from_str(&assessment).map_err(json_err)?;
+                image.result = serde_json::from_str(&result).map_err(json_err)?;
+                Ok(image)
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok((study, images))
+    }
+
+    fn update_status(
+        &self,
+        study_uid: &str,
+        status: StudyStatus,
+        by: &str,
+        at_ms: i64,
+    ) -> Result<(StudySummary, u64), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(db)?;
+        let changed = tx
+            .execute(
+                "UPDATE studies SET status = ?1, status_by = ?2, status_at = ?3 WHERE study_uid = ?4",
+                params![status.as_str(), by, at_ms, study_uid],
+            )
+            .map_err(db)?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("study {study_uid}")));
+        }
+        let sequence = insert_event(&tx, EventKind::StatusChanged, study_uid, "", at_ms)?;
+        tx.commit().map_err(db)?;
+        Ok((load_study(&conn, study_uid)?, sequence))
+    }
+
+    fn heatmap(&self, sop_uid: &str, finding: &FindingId) -> Result<StoredHeatmap, StoreError> {
+        let conn = self.lock();
+        let text: String = conn
+            .query_row(
+                "SELECT heatmap FROM heatmaps WHERE sop_uid = ?1 AND finding = ?2",
+                params![sop_uid, finding.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("heatmap of {finding} for image {sop_uid}"))
+            })?;
+        serde_json::from_str(&text).map_err(json_err)
+    }
+
+    fn preview(&self, sop_uid: &str) -> Result<Vec<u8>, StoreError> {
+        let conn = self.lock();
+        conn.query_row(
+            "SELECT preview FROM images WHERE sop_uid = ?1",
+            [sop_uid],
+            |r| r.get::<_, Option<Vec<u8>>>(0),
+        )
+        .optional()
+        .map_err(db)?
+        .flatten()
+        .ok_or_else(|| StoreError::NotFound(format!("preview of image {sop_uid}")))
+    }
+
+    fn events_after(&self, sequence: u64, limit: u32) -> Result<Vec<Event>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT seq, kind, study_uid, sop_uid, at FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            .map_err(db)?;
+        let events = stmt
+            .query_map(params![sequence as i64, limit], |r| {
+                let kind: String = r.get(1)?;
+                Ok(Event {
+                    sequence: r.get::<_, i64>(0)? as u64,
+                    kind: if kind == "status_changed" {
+                        EventKind::StatusChanged
+                    } else {
+                        EventKind::ImageStored
+                    },
+                    study_instance_uid: r.get(2)?,
+                    sop_instance_uid: r.get(3)?,
+                    at_ms: r.get(4)?,
+                })
+            })
+            .map_err(db)?
+            .collect::<Result<_, _>>()
+            .map_err(db)?;
+        Ok(events)
+    }
+
+    fn open_counts(&self) -> Result<Vec<(Priority, u64)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT priority_rank, COUNT(*) FROM studies
+                 WHERE status IN ('NEW','CLAIMED','READING') GROUP BY priority_rank",
+            )
+            .map_err(db)?;
+        let counts = stmt
+            .query_map([], |r| {
+                Ok((Priority::from_rank(r.get(0)?), r.get::<_, i64>(1)? as u64))
+            })
+            .map_err(db)?
+            .collect::<Result<_, _>>()
+            .map_err(db)?;
+        Ok(counts)
+    }
+}

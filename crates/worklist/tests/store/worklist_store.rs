@@ -1,0 +1,346 @@
+//! The SQLite worklist on a real database file: ordering, idempotent
+//! re-sends, study priority from mixed images, status workflow, the change
+//! log, paging, heatmaps and persistence across reopen.
+
+use cxr_findings::priority::{unread_priority, Priority, PriorityAssessment};
+use cxr_findings::{HeatmapSource, NotAnalyzed};
+use cxr_ingest::{IngestErrorKind, NotAnalyzable};
+use cxr_model::preprocess::{Geometry, ResizeMode};
+use cxr_model::FindingId;
+use cxr_worklist::{
+    EventKind, ImageIdentity, ImageRecord, ListQuery, SqliteStore, StoredHeatmap, StoredResult,
+    StudyStatus, Timings, WorklistStore,
+};
+
+fn assessment(priority: Priority, top: f32) -> PriorityAssessment {
+    PriorityAssessment {
+        priority,
+        reasons: Vec::new(),
+        top_score: top,
+    }
+}
+
+fn record(study: &str, sop: &str, priority: Priority, top: f32, at: i64) -> ImageRecord {
+    ImageRecord {
+        identity: ImageIdentity {
+            study_instance_uid: study.into(),
+            series_instance_uid: format!("{study}.1"),
+            sop_instance_uid: sop.into(),
+            accession_number: format!("ACC-{study}"),
+            modality: "DX".into(),
+            view_position: "PA".into(),
+            study_date: "20261122".into(),
+        },
+        reason: None,
+        assessment: assessment(priority, top),
+        result: StoredResult {
+            timings: Timings {
+                total_ms: at as f64,
+                ..Timings::default()
+            },
+            ..StoredResult::default()
+        },
+        heatmaps: Vec::new(),
+        received_ms: at,
+        preview_png: None,
+    }
+}
+
+/// An image not analysed, for the reason `code`.
+fn unread(study: &str, sop: &str, code: &str, at: i64) -> ImageRecord {
+    let reason = match code {
+        "lateral_view" => NotAnalyzed::Gate(NotAnalyzable::LateralView {
+            view_position: "LL".into(),
+        }),
+        "decode_failed" => NotAnalyzed::Undecodable {
+            kind: IngestErrorKind::Io,
+            message: "test".into(),
+        },
+        other => panic!("no test reason {other}"),
+    };
+    ImageRecord {
+        assessment: unread_priority(sop, &reason),
+        reason: Some(reason),
+        ..record(study, sop, Priority::NotAnalyzed, 0.0, at)
+    }
+}
+
+fn order(store: &SqliteStore) -> Vec<String> {
+    store
+        .list(&ListQuery::default())
+        .unwrap()
+        .studies
+        .into_iter()
+        .map(|s| s.study_instance_uid)
+        .collect()
+}
+
+#[test]
+fn the_worklist_is_ordered_by_priority_then_score_then_arrival() {
+    let store = SqliteStore::in_memory().unwrap();
+    store
+        .put_image(&record("routine-old", "1", Priority::Routine, 0.2, 100))
+        .unwrap();
+    store
+        .put_image(&record("urgent-low", "2", Priority::Urgent, 0.6, 200))
+        .unwrap();
+    store
+        .put_image(&record("critical", "3", Priority::Critical, 0.9, 300))
+        .unwrap();
+    store
+        .put_image(&record("urgent-high", "4", Priority::Urgent, 0.8, 400))
+        .unwrap();
+    store
+        .put_image(&unread("broken", "5", "decode_failed", 500))
+        .unwrap();
+    store
+        .put_image(&record("routine-new", "6", Priority::Routine, 0.2, 600))
+        .unwrap();
+    store
+        .put_image(&record(
+            "routine-near-miss",
+            "7",
+            Priority::Routine,
+            0.4,
+            700,
+        ))
+        .unwrap();
+    // A lateral alone: visible for a human, as NOT_ANALYZED.
+    store
+        .put_image(&unread("lateral-only", "8", "lateral_view", 50))
+        .unwrap();
+    assert_eq!(
+        order(&store),
+        [
+            "critical",
+            "urgent-high",
+            "urgent-low",
+            "lateral-only",
+            "broken",
+            "routine-near-miss",
+            "routine-old",
+            "routine-new"
+        ]
+    );
+    let counts = store.open_counts().unwrap();
+    assert!(
+        counts.contains(&(Priority::Routine, 3)) && counts.contains(&(Priority::NotAnalyzed, 2))
+    );
+}
+
+#[test]
+fn a_study_takes_its_worst_image_and_laterals_do_not_lower_it() {
+    let store = SqliteStore::in_memory().unwrap();
+    store
+        .put_image(&record("s", "pa", Priority::Routine, 0.1, 10))
+        .unwrap();
+    let stored = store
+        .put_image(&unread("s", "lat", "lateral_view", 20))
+        .unwrap();
+    assert_eq!(stored.study.assessment.priority, Priority::Routine);
+    assert_eq!(stored.study.image_count, 2);
+    let stored = store
+        .put_image(&record("s", "pa2", Priority::Urgent, 0.7, 30))
+        .unwrap();
+    assert_eq!(stored.study.assessment.priority, Priority::Urgent);
+    let stored = store
+        .put_image(&unread("s", "bad", "decode_failed", 40))
+        .unwrap();
+    assert_eq!(stored.study.assessment.priority, Priority::Urgent);
+    let (study, images) = store.get_study("s").unwrap();
+    assert_eq!(images.len(), 4);
+    assert_eq!((study.first_received_ms, study.last_received_ms), (10, 40));
+    assert_eq!(study.modalities, ["DX"]);
+}
+
+#[test]
+fn a_resent_image_replaces_its_result_and_never_duplicates() {
+    let store = SqliteStore::in_memory().unwrap();
+    let first = store
+        .put_image(&record("s", "img", Priority::Urgent, 0.7, 10))
+        .unwrap();
+    assert!(!first.replaced);
+    let again = store
+        .put_image(&record("s", "img", Priority::Routine, 0.1, 20))
+        .unwrap();
+    assert!(again.replaced);
+    assert_eq!(again.study.image_count, 1);
+    assert_eq!(again.study.assessment.priority, Priority::Routine);
+    assert!(again.sequence > first.sequence);
+    // Moving an image to another study recomputes (and removes) the old one.
+    store
+        .put_image(&record("t", "img", Priority::Urgent, 0.7, 30))
+        .unwrap();
+    assert!(store.get_study("s").is_err());
+    assert_eq!(order(&store), ["t"]);
+}
+
+#[test]
+fn status_changes_are_logged_and_filter_the_default_view() {
+    let store = SqliteStore::in_memory().unwrap();
+    store
+        .put_image(&record("a", "1", Priority::Urgent, 0.7, 10))
+        .unwrap();
+    store
+        .put_image(&record("b", "2", Priority::Routine, 0.1, 20))
+        .unwrap();
+    let (study, seq) = store
+        .update_status("a", StudyStatus::Claimed, "dr.lan", 30)
+        .unwrap();
+    assert_eq!(
+        (study.status, study.status_by.as_str(), study.status_at_ms),
+        (StudyStatus::Claimed, "dr.lan", 30)
+    );
+    store
+        .update_status("a", StudyStatus::Read, "dr.lan", 40)
+        .unwrap();
+    assert_eq!(order(&store), ["b"]);
+    let read = store
+        .list(&ListQuery {
+            statuses: vec![StudyStatus::Read],
+            ..ListQuery::default()
+        })
+        .unwrap();
+    assert_eq!(read.studies[0].study_instance_uid, "a");
+    assert!(store
+        .update_status("nope", StudyStatus::Read, "x", 1)
+        .is_err());
+
+    let events = store.events_after(0, 100).unwrap();
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::ImageStored,
+            EventKind::ImageStored,
+            EventKind::StatusChanged,
+            EventKind::StatusChanged
+        ]
+    );
+    assert!(events
+        .windows(2)
+        .all(|w| w[1].sequence == w[0].sequence + 1));
+    let after = store.events_after(seq, 100).unwrap();
+    assert_eq!(after.len(), 1);
+}
+
+#[test]
+fn pages_cover_every_study_once_in_order_and_filters_apply() {
+    let store = SqliteStore::in_memory().unwrap();
+    for i in 0..23 {
+        let p = [Priority::Routine, Priority::Urgent, Priority::Critical][i % 3];
+        store
+            .put_image(&record(
+                &format!("s{i:02}"),
+                &format!("i{i}"),
+                p,
+                (i % 5) as f32 / 10.0,
+                i as i64,
+            ))
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut token = None;
+    loop {
+        let page = store
+            .list(&ListQuery {
+                page_size: 5,
+                page_token: token.clone(),
+                ..ListQuery::default()
+            })
+            .unwrap();
+        assert_eq!(page.total, 23);
+        seen.extend(page.studies.into_iter().map(|s| s.study_instance_uid));
+        match page.next_page_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!(seen, order_all(&store));
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 23);
+
+    let critical = store
+        .list(&ListQuery {
+            priorities: vec![Priority::Critical],
+            ..ListQuery::default()
+        })
+        .unwrap();
+    assert_eq!(critical.total, 7);
+    let window = store
+        .list(&ListQuery {
+            received_after_ms: Some(10),
+            received_before_ms: Some(15),
+            ..ListQuery::default()
+        })
+        .unwrap();
+    assert_eq!(window.total, 5);
+    assert_eq!(
+        store
+            .list(&ListQuery {
+                modality: Some("CR".into()),
+                ..ListQuery::default()
+            })
+            .unwrap()
+            .total,
+        0
+    );
+    assert!(store
+        .list(&ListQuery {
+            page_token: Some("garbage".into()),
+            ..ListQuery::default()
+        })
+        .is_err());
+}
+
+fn order_all(store: &SqliteStore) -> Vec<String> {
+    store
+        .list(&ListQuery {
+            page_size: 500,
+            ..ListQuery::default()
+        })
+        .unwrap()
+        .studies
+        .into_iter()
+        .map(|s| s.study_instance_uid)
+        .collect()
+}
+
+#[test]
+fn results_survive_reopening_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data/worklist.sqlite");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        let mut r = record("s", "img", Priority::Urgent, 0.7, 10);
+        r.heatmaps.push(StoredHeatmap {
+            finding: FindingId::tuberculosis(),
+            source: HeatmapSource::Model,
+            grid_width: 2,
+            grid_height: 2,
+            values: vec![0.0, 0.25, 0.5, 1.0],
+            geometry: Geometry::fit(100, 100, 64, 64, ResizeMode::Letterbox),
+        });
+        r.preview_png = Some(vec![1, 2, 3]);
+        store.put_image(&r).unwrap();
+        store
+            .update_status("s", StudyStatus::Reading, "dr.mai", 20)
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let (study, images) = store.get_study("s").unwrap();
+    assert_eq!(
+        (study.status, study.assessment.priority),
+        (StudyStatus::Reading, Priority::Urgent)
+    );
+    assert_eq!(images[0].result.timings.total_ms, 10.0);
+    let h = store.heatmap("img", &FindingId::tuberculosis()).unwrap();
+    assert_eq!(h.values, [0.0, 0.25, 0.5, 1.0]);
+    assert!(store
+        .heatmap("img", &FindingId::malignant_nodule())
+        .is_err());
+    assert_eq!(store.preview("img").unwrap(), [1, 2, 3]);
+    assert_eq!(store.events_after(0, 10).unwrap().len(), 2);
+}

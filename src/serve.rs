@@ -1,0 +1,201 @@
+//! `serve`'s wiring, the one place where the parts meet: the worklist
+//! store, the pipeline, engine warm-up in the background (health turns
+//! SERVING only when the models are warm), gRPC with health and reflection,
+//! PACS, Prometheus metrics, graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::config::ServiceConfig;
+use cxr_api::{pb, Admitted, TriageApi, TriageServer};
+use cxr_ingest::IngestLimits;
+use cxr_model::Engine;
+use cxr_pipeline::{Analyzer, Pipeline};
+use cxr_worklist::{SqliteStore, WorklistStore};
+
+/// Runs the service on `listener` until `shutdown` completes (or the models
+/// fail to load). In-flight requests finish before it returns.
+pub async fn run(
+    config: ServiceConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store: Arc<dyn WorklistStore> = Arc::new(
+        SqliteStore::open(&config.database_path())
+            .with_context(|| format!("opening {}", config.database_path().display()))?,
+    );
+    let pipeline = Arc::new(Pipeline::new(
+        Arc::clone(&store),
+        config.limits.max_concurrent_analyses,
+    ));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_not_serving::<TriageServer<TriageApi>>().await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    // Reflection in both versions: `v1`, and `v1alpha` for the tools that
+    // speak only that (grpcurl 1.8, still what several distributions ship).
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("reflection service")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("reflection service (v1alpha)")?;
+
+    // Models load and warm up in the background; the port is open (health
+    // NOT_SERVING, Analyze UNAVAILABLE) meanwhile.
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
+    {
+        let pipeline = Arc::clone(&pipeline);
+        let health = health.clone();
+        let engine_config = config.engine.clone();
+        let policy = config.priority.clone();
+        tokio::spawn(async move {
+            match tokio::task::spawn_blocking(move || Engine::load(&engine_config)).await {
+                Ok(Ok(engine)) => {
+                    for m in engine.models() {
+                        metrics::gauge!("cxr_model_info", "model" => m.id.clone(), "version" => m.version.clone(), "provider" => m.provider.as_str()).set(1.0);
+                        tracing::info!(model = %m.id, version = %m.version, provider = %m.provider, warmup_ms = m.warmup_ms, "model serving");
+                    }
+                    pipeline.set_analyzer(Arc::new(Analyzer::new(
+                        Arc::new(engine),
+                        policy,
+                        IngestLimits::default(),
+                    )));
+                    health.set_serving::<TriageServer<TriageApi>>().await;
+                    health
+                        .set_service_status("", tonic_health::ServingStatus::Serving)
+                        .await;
+                    tracing::info!("models warm; SERVING");
+                }
+                Ok(Err(e)) => {
+                    let _ = failed_tx.send(anyhow::anyhow!("loading models: {e}"));
+                }
+                Err(e) => {
+                    let _ = failed_tx.send(anyhow::anyhow!("loading models: {e}"));
+                }
+            }
+        });
+    }
+
+    // Gauges that are read, not counted: queue depth, worklist by priority.
+    {
+        let pipeline = Arc::clone(&pipeline);
+        let max = config.limits.max_concurrent_analyses;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                if let Some(engine) = pipeline.engine() {
+                    metrics::gauge!("cxr_queue_depth").set(engine.queue_depth() as f64);
+                }
+                metrics::gauge!("cxr_analyses_in_flight").set(pipeline.in_flight(max) as f64);
+                let store = Arc::clone(pipeline.store());
+                if let Ok(Ok(counts)) =
+                    tokio::task::spawn_blocking(move || store.open_counts()).await
+                {
+                    for p in [
+                        cxr_findings::priority::Priority::Critical,
+                        cxr_findings::priority::Priority::Urgent,
+                        cxr_findings::priority::Priority::NotAnalyzed,
+                        cxr_findings::priority::Priority::Routine,
+                    ] {
+                        let n = counts.iter().find(|c| c.0 == p).map(|c| c.1).unwrap_or(0);
+                        metrics::gauge!("cxr_worklist_open_studies", "priority" => p.as_str())
+                            .set(n as f64);
+                    }
+                }
+            }
+        });
+    }
+
+    // DICOM listener and results back to PACS, when `[dicom] enabled`.
+    let pacs =
+        cxr_pacs::Pacs::start(&config.dicom, &config.data_dir, Arc::clone(&pipeline)).await?;
+
+    let max_message = config.limits.max_message_mib << 20;
+    let api = TriageApi::new(Arc::clone(&pipeline), config.limits.max_stream_mib << 20);
+    let triage = TriageServer::new(api)
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+
+    // HTTP/2's default 64 KiB flow-control window makes a 10-30 MB upload
+    // wait on hundreds of window updates; the adaptive window grows it to
+    // the link's bandwidth-delay product.
+    let mut builder = Server::builder()
+        .timeout(Duration::from_secs(config.limits.request_timeout_s))
+        .http2_adaptive_window(Some(true));
+    if let Some(tls) = &config.tls {
+        let cert =
+            std::fs::read(&tls.cert).with_context(|| format!("TLS cert {}", tls.cert.display()))?;
+        let key =
+            std::fs::read(&tls.key).with_context(|| format!("TLS key {}", tls.key.display()))?;
+        let mut tls_config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+        if let Some(ca) = &tls.client_ca {
+            let ca =
+                std::fs::read(ca).with_context(|| format!("TLS client CA {}", ca.display()))?;
+            tls_config = tls_config.client_ca_root(Certificate::from_pem(ca));
+        }
+        builder = builder
+            .tls_config(tls_config)
+            .context("TLS configuration")?;
+    }
+
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, tls = config.tls.is_some(), "gRPC listening");
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<Option<anyhow::Error>>();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown => { let _ = stop_tx.send(None); }
+            Ok(e) = failed_rx => { let _ = stop_tx.send(Some(e)); }
+        }
+    });
+    let (error_tx, mut error_rx) = tokio::sync::mpsc::channel::<anyhow::Error>(1);
+    builder
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_v1alpha)
+        .add_service(Admitted::new(triage, Arc::clone(&pipeline)))
+        .serve_with_incoming_shutdown(incoming, async move {
+            if let Ok(Some(e)) = stop_rx.await {
+                let _ = error_tx.send(e).await;
+            }
+            tracing::info!("shutting down: finishing in-flight requests");
+        })
+        .await
+        .context("gRPC server")?;
+    if let Some(pacs) = pacs {
+        pacs.shutdown().await;
+    }
+    // The engine's batchers finish their queues when the pipeline drops.
+    drop(pipeline);
+    if let Ok(e) = error_rx.try_recv() {
+        return Err(e);
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Installs the Prometheus exporter on `addr` (HTTP `/metrics`).
+pub fn install_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets(&[
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ])
+        .context("metrics buckets")?
+        .install()
+        .with_context(|| format!("metrics listener on {addr}"))?;
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! Integration tests of this crate, in one binary (one link instead of one
+//! per file).
+
+mod campaign;
+mod common;
+mod findings_as_data;
+mod pacs_grouping;
+mod pacs_orthanc;
+mod pacs_process;
+mod pacs_results;
+mod pacs_scp;
+mod pacs_stow;
+mod pacs_support;
+mod service_grpc;
+mod service_process;
