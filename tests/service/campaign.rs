@@ -29,22 +29,17 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
-/// `count` small synthetic films in `dir` (with labels.csv), plus a text
-/// file and a truncated DICOM in the middle of the sorted listing.
+/// `count` small synthetic films in `dir` (with labels.csv), as
+/// `cxr-synth --small --nodule-contrast 3` makes them.
 fn campaign(dir: &Path, count: usize, seed: u64) {
-    let out = run(bin().args([
-        "synth",
-        "--out",
-        dir.to_str().unwrap(),
-        "--count",
-        &count.to_string(),
-        "--seed",
-        &seed.to_string(),
-        "--small",
-        "--nodule-contrast",
-        "3",
-    ]));
-    assert!(out.status.success());
+    let spec = cxr_synth::CaseSpec {
+        size: Some((512, 512)),
+        nodule_contrast: 3.0,
+        ..cxr_synth::CaseSpec::default()
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    let records = cxr_synth::generate_batch(&spec, seed, 1, count as u64, dir).unwrap();
+    cxr_synth::write_sidecars(dir, &records).unwrap();
 }
 
 fn score(paths: &[&Path], out: &Path, extra: &[&str]) -> Output {
@@ -409,12 +404,14 @@ fn a_thousand_image_campaign_runs_in_bounded_memory_into_the_worklist() {
 fn bench_reports_every_stage_as_json() {
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("bench.json");
+    let films = tmp.path().join("films");
+    campaign(&films, 2, 904);
     let out = run(bin().args([
         "bench",
         "--models",
         models().to_str().unwrap(),
-        "--synthetic",
-        "2",
+        "--images",
+        films.to_str().unwrap(),
         "--requests",
         "6",
         "--batch",

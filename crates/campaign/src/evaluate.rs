@@ -53,6 +53,9 @@ pub struct EvaluateOptions {
 /// Metrics at one threshold or operating point.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Confusion {
+    /// The threshold on the calibrated score (for a named operating point,
+    /// as the results file recorded it; absent from older files).
+    pub threshold: Option<f64>,
     /// True positives.
     pub tp: usize,
     /// False positives.
@@ -93,6 +96,7 @@ impl Confusion {
             }
         };
         Confusion {
+            threshold: None,
             tp,
             fp,
             tn,
@@ -376,18 +380,20 @@ pub fn evaluate(args: &EvaluateOptions) -> anyhow::Result<Evaluation> {
             .flat_map(|m| m.keys().cloned())
             .collect();
         for op in op_names {
-            ops.insert(
-                op.clone(),
-                Confusion::of(rows.iter().zip(&labels).filter_map(|(r, l)| {
-                    r.positive
-                        .get(&name)
-                        .and_then(|m| m.get(&op))
-                        .map(|p| (*p, *l))
-                })),
-            );
+            let mut confusion = Confusion::of(rows.iter().zip(&labels).filter_map(|(r, l)| {
+                r.positive
+                    .get(&name)
+                    .and_then(|m| m.get(&op))
+                    .map(|p| (*p, *l))
+            }));
+            confusion.threshold = rows
+                .iter()
+                .find_map(|r| r.thresholds.get(&name).and_then(|m| m.get(&op)).copied());
+            ops.insert(op.clone(), confusion);
         }
         let t = threshold_for_sensitivity(&scores, &labels, args.target_sensitivity);
-        let at = Confusion::of(scores.iter().zip(&labels).map(|(s, l)| (*s >= t, *l)));
+        let mut at = Confusion::of(scores.iter().zip(&labels).map(|(s, l)| (*s >= t, *l)));
+        at.threshold = Some(t);
         findings.insert(
             name,
             FindingEvaluation {
@@ -447,7 +453,8 @@ fn print_table(e: &Evaluation) {
             println!(
                 "  {:<28} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}",
                 op,
-                "",
+                c.threshold
+                    .map_or_else(|| "—".into(), |t| format!("{t:.4}")),
                 pct(c.sensitivity),
                 pct(c.specificity),
                 pct(c.ppv),

@@ -37,6 +37,10 @@ pub struct ResultRow {
     pub raw_scores: BTreeMap<String, f32>,
     /// Verdict per finding and operating point.
     pub positive: BTreeMap<String, BTreeMap<String, bool>>,
+    /// Threshold per finding and operating point (on the calibrated score),
+    /// as the models had it for this run.
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, BTreeMap<String, f64>>,
     /// `id version` of each model, `;`-separated (resume compares it).
     pub models: String,
     /// Execution provider(s).
@@ -90,6 +94,9 @@ pub fn csv_header(findings: &BTreeMap<String, Vec<String>>) -> Vec<String> {
         h.push(format!("{finding}_raw_score"));
         for op in ops {
             h.push(format!("{finding}@{op}"));
+        }
+        for op in ops {
+            h.push(format!("{finding}@{op}_threshold"));
         }
     }
     h.extend(TAIL.iter().map(|s| s.to_string()));
@@ -177,6 +184,15 @@ fn csv_field(row: &ResultRow, column: &str) -> String {
                     .get(f)
                     .map(|v| format!("{v:.6}"))
                     .unwrap_or_default()
+            } else if let Some((f, op)) = other
+                .strip_suffix("_threshold")
+                .and_then(|c| c.split_once('@'))
+            {
+                row.thresholds
+                    .get(f)
+                    .and_then(|m| m.get(op))
+                    .map(|t| format!("{t}"))
+                    .unwrap_or_default()
             } else if let Some((f, op)) = other.split_once('@') {
                 row.positive
                     .get(f)
@@ -247,6 +263,7 @@ pub fn read_results(path: &Path) -> anyhow::Result<Vec<ResultRow>> {
             scores: BTreeMap::new(),
             raw_scores: BTreeMap::new(),
             positive: BTreeMap::new(),
+            thresholds: BTreeMap::new(),
             models: String::new(),
             provider: String::new(),
             decode_ms: 0.0,
@@ -282,6 +299,14 @@ pub fn read_results(path: &Path) -> anyhow::Result<Vec<ResultRow>> {
                         row.raw_scores.insert(f.into(), num() as f32);
                     } else if let Some(f) = other.strip_suffix("_score") {
                         row.scores.insert(f.into(), num() as f32);
+                    } else if let Some((f, op)) = other
+                        .strip_suffix("_threshold")
+                        .and_then(|c| c.split_once('@'))
+                    {
+                        row.thresholds
+                            .entry(f.into())
+                            .or_default()
+                            .insert(op.into(), num());
                     } else if let Some((f, op)) = other.split_once('@') {
                         row.positive
                             .entry(f.into())

@@ -452,10 +452,17 @@ fn fill(row: &mut ResultRow, findings: &[FindingResult], assessment: &PriorityAs
         row.scores.insert(k.clone(), f.score);
         row.raw_scores.insert(k.clone(), f.raw_score);
         row.positive.insert(
-            k,
+            k.clone(),
             f.operating_points
                 .iter()
                 .map(|op| (op.name.clone(), op.positive))
+                .collect(),
+        );
+        row.thresholds.insert(
+            k,
+            f.operating_points
+                .iter()
+                .map(|op| (op.name.clone(), op.threshold))
                 .collect(),
         );
     }
@@ -475,6 +482,7 @@ fn row_of_outcome(file: &str, o: &Outcome, models: &str) -> ResultRow {
         scores: BTreeMap::new(),
         raw_scores: BTreeMap::new(),
         positive: BTreeMap::new(),
+        thresholds: BTreeMap::new(),
         models: models.to_string(),
         provider: providers(o.provenance.iter().map(|p| p.provider.as_str())),
         decode_ms: o.timings.decode_ms,

@@ -493,7 +493,7 @@ impl Manifest {
         if self.findings.is_empty() {
             return Err(invalid(
                 "findings",
-                "declare at least one of findings.tuberculosis, findings.malignant_nodule".into(),
+                "declare at least one finding, e.g. [findings.tuberculosis]".into(),
             ));
         }
         for (kind, finding) in &self.findings {
@@ -726,10 +726,18 @@ operating_points = { screening = 0.3 }
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown field `threshold`"), "{err}");
-        let err = parse(&GOOD.replace("[findings.tuberculosis]", "[findings.pneumonia]"))
+        // Any finding id is data, but it must be a well-formed one.
+        let m = parse(&GOOD.replace("[findings.tuberculosis]", "[findings.pneumonia]")).unwrap();
+        assert!(m
+            .findings
+            .contains_key(&FindingId::new("pneumonia").unwrap()));
+        let err = parse(&GOOD.replace("[findings.tuberculosis]", "[findings.Pneumonia]"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("pneumonia"), "{err}");
+        assert!(
+            err.contains("Pneumonia") && err.contains("finding id"),
+            "{err}"
+        );
     }
 
     #[test]

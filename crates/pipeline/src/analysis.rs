@@ -290,8 +290,19 @@ impl Analyzer {
     }
 }
 
-/// Records an outcome's stage times (`cxr_stage_seconds{stage}`).
-pub fn record_metrics(timings: &Timings) {
+/// Records an outcome's stage times (`cxr_stage_seconds{stage}`) and its
+/// findings (`cxr_findings_total{finding, positive}`: finding ids are data,
+/// never patient identifiers).
+pub fn record_metrics(outcome: &Outcome) {
+    for f in &outcome.findings {
+        metrics::counter!(
+            "cxr_findings_total",
+            "finding" => f.finding.to_string(),
+            "positive" => if f.positive { "true" } else { "false" }
+        )
+        .increment(1);
+    }
+    let timings = &outcome.timings;
     for (stage, ms) in [
         ("decode", timings.decode_ms),
         ("preprocess", timings.engine.preprocess_ms),

@@ -213,7 +213,7 @@ impl Pipeline {
         let stored = stored?;
         let mut outcome = outcome;
         outcome.timings.total_ms = started.elapsed().as_secs_f64() * 1e3;
-        record_metrics(&outcome.timings);
+        record_metrics(&outcome);
         let _ = self.events.send(Event {
             sequence: stored.sequence,
             kind: EventKind::ImageStored,
