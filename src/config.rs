@@ -116,15 +116,9 @@ impl ServiceConfig {
     /// destination is written `AE@host:port`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         let mut tree = toml::Value::try_from(&*self)?;
-        let mut paths = Vec::new();
-        leaf_paths(&tree, &mut Vec::new(), &mut paths);
-        for optional in OPTIONAL_KEYS {
-            let path: Vec<String> = optional.split('.').map(String::from).collect();
-            if !paths.contains(&path) {
-                paths.push(path);
-            }
-        }
+        let paths = env_keys(&tree);
         let mut changed = false;
+        let mut unset = Vec::new();
         for path in &paths {
             let key = path.join(".");
             let mut names = vec![env_name(path)];
@@ -138,6 +132,9 @@ impl ServiceConfig {
                 let Some(text) = get(&name) else { continue };
                 let value = env_value(&tree, path, &text)
                     .map_err(|why| anyhow::anyhow!("{name}={text}: {why}"))?;
+                if value.is_none() {
+                    unset.push(key.clone());
+                }
                 set_path(&mut tree, path, value);
                 changed = true;
             }
@@ -146,6 +143,19 @@ impl ServiceConfig {
             *self = tree
                 .try_into()
                 .map_err(|e| anyhow::anyhow!("environment: {e}"))?;
+        }
+        // A key left out of the file takes its default, which for some
+        // optional keys is set: unsetting needs saying so.
+        for key in unset {
+            match key.as_str() {
+                "metrics_listen" => self.metrics_listen = None,
+                "dicom.stow_listen" => self.dicom.stow_listen = None,
+                "dicom.spool_dir" => self.dicom.spool_dir = None,
+                "dicom.destination" => self.dicom.destination = None,
+                "engine.session.ort_library" => self.engine.session.ort_library = None,
+                "priority.urgent_operating_point" => self.priority.urgent_operating_point = None,
+                _ => self.tls = None,
+            }
         }
         Ok(())
     }
@@ -184,6 +194,20 @@ const OPTIONAL_KEYS: &[&str] = &[
     "engine.session.ort_library",
     "priority.urgent_operating_point",
 ];
+
+/// Every key an environment variable can set: the leaves of `tree`, and
+/// the optional keys.
+fn env_keys(tree: &toml::Value) -> Vec<Vec<String>> {
+    let mut paths = Vec::new();
+    leaf_paths(tree, &mut Vec::new(), &mut paths);
+    for optional in OPTIONAL_KEYS {
+        let path: Vec<String> = optional.split('.').map(String::from).collect();
+        if !paths.contains(&path) {
+            paths.push(path);
+        }
+    }
+    paths
+}
 
 /// `CXR_` + the path in upper case, `_`-joined.
 fn env_name(path: &[String]) -> String {
@@ -314,6 +338,7 @@ mod tests {
             "CXR_ENGINE_REGION_LEVEL" => Some("0.4".into()),
             "CXR_PRIORITY_CRITICAL_OPERATING_POINT" => Some("rule_in".into()),
             "CXR_TLS_CERT" => Some("/etc/cert.pem".into()),
+            "CXR_TLS_KEY" => Some("/etc/key.pem".into()),
             _ => None,
         })
         .unwrap();
@@ -343,14 +368,7 @@ mod tests {
         assert!(err.to_string().contains("CXR_DICOM_ENABLED"), "{err}");
         // No two keys share a variable.
         let tree = toml::Value::try_from(ServiceConfig::default()).unwrap();
-        let mut paths = Vec::new();
-        leaf_paths(&tree, &mut Vec::new(), &mut paths);
-        let mut names: Vec<String> = paths.iter().map(|p| env_name(p)).collect();
-        names.extend(
-            OPTIONAL_KEYS
-                .iter()
-                .map(|k| env_name(&k.split('.').map(String::from).collect::<Vec<_>>())),
-        );
+        let mut names: Vec<String> = env_keys(&tree).iter().map(|p| env_name(p)).collect();
         let n = names.len();
         names.sort();
         names.dedup();

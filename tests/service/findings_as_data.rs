@@ -59,7 +59,7 @@ async fn a_new_finding_flows_through_grpc_the_worklist_and_its_priority_policy()
         .unwrap()
         .into_inner();
     assert_eq!(models.models.len(), 1);
-    assert_eq!(models.models[0].finding_ids, ["pneumothorax", "abnormal"]);
+    assert_eq!(models.models[0].finding_ids, ["abnormal", "pneumothorax"]);
     // Neither has a v1 enum value: clients read finding_id.
     assert!(models.models[0].findings.is_empty());
 
@@ -79,11 +79,12 @@ async fn a_new_finding_flows_through_grpc_the_worklist_and_its_priority_policy()
         .iter()
         .map(|f| f.finding_id.as_str())
         .collect();
-    assert_eq!(ids, ["pneumothorax", "abnormal"]);
-    let ptx = &response.findings[0];
+    // Findings other than the reference ones come in id order.
+    assert_eq!(ids, ["abnormal", "pneumothorax"]);
+    let ptx = &response.findings[1];
     assert_eq!(ptx.display_name, "Pneumothorax");
     assert_eq!(ptx.kind, pb::FindingKind::Unspecified as i32);
-    assert_eq!(response.findings[1].display_name, "Abnormal");
+    assert_eq!(response.findings[0].display_name, "Abnormal");
     assert!(
         ptx.positive && ptx.score < 0.999,
         "the brightest block of a chest film is positive at screening (0.5) and not at high_specificity: {}",
@@ -95,8 +96,13 @@ async fn a_new_finding_flows_through_grpc_the_worklist_and_its_priority_policy()
     // CRITICAL (its high_specificity point was not reached).
     let image = response.image_priority.unwrap();
     assert_eq!(image.priority, pb::Priority::Critical as i32);
-    assert_eq!(image.reasons[0].finding_id, "pneumothorax");
-    assert_eq!(image.reasons[0].operating_point, "screening");
+    let reason = image
+        .reasons
+        .iter()
+        .find(|r| r.finding_id == "pneumothorax")
+        .expect("a pneumothorax reason");
+    assert_eq!(reason.operating_point, "screening");
+    assert!(reason.text.starts_with("pneumothorax "), "{}", reason.text);
 
     let page = client
         .list_worklist(pb::ListWorklistRequest::default())
@@ -119,7 +125,7 @@ async fn a_new_finding_flows_through_grpc_the_worklist_and_its_priority_policy()
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(stored.images[0].findings[0].finding_id, "pneumothorax");
+    assert_eq!(stored.images[0].findings[1].finding_id, "pneumothorax");
     let heatmap = client
         .get_heatmap(pb::GetHeatmapRequest {
             sop_instance_uid: sop.clone(),

@@ -2,7 +2,6 @@
 //! per file).
 
 mod campaign;
-mod common;
 mod findings_as_data;
 mod pacs_grouping;
 mod pacs_orthanc;

@@ -385,8 +385,8 @@ pub fn start(input: &ResultInput<'_>, spec: &SeriesSpec<'_>) -> Result<Started, 
         .map(|f| f.display_name.as_str())
         .collect();
     let findings = findings.join(", ");
-    let mut contributing = Vec::new();
-    for p in &input.outcome.provenance {
+    let contributed = format!("{date}{time}{offset}");
+    let equipment = |model: &str, version: &str, device: Option<String>, description: &str| {
         let mut item = InMemDicomObject::new_empty();
         put_seq(
             &mut item,
@@ -394,75 +394,53 @@ pub fn start(input: &ResultInput<'_>, spec: &SeriesSpec<'_>) -> Result<Started, 
             vec![code("109102", "DCM", "Processing Equipment")],
         );
         put_str(&mut item, tags::MANUFACTURER, VR::LO, MANUFACTURER);
-        put_str(
-            &mut item,
-            tags::MANUFACTURER_MODEL_NAME,
-            VR::LO,
-            &p.model_id,
-        );
-        put_str(&mut item, tags::SOFTWARE_VERSIONS, VR::LO, &p.model_version);
-        put_str(
-            &mut item,
-            tags::DEVICE_UID,
-            VR::UI,
-            &uids::derived_uid(&["model", &p.model_id, &p.model_version]),
-        );
+        put_str(&mut item, tags::MANUFACTURER_MODEL_NAME, VR::LO, model);
+        put_str(&mut item, tags::SOFTWARE_VERSIONS, VR::LO, version);
+        if let Some(uid) = device {
+            put_str(&mut item, tags::DEVICE_UID, VR::UI, &uid);
+        }
         put_str(&mut item, tags::STATION_NAME, VR::SH, input.station);
         put_str(
             &mut item,
             tags::CONTRIBUTION_DATE_TIME,
             VR::DT,
-            &format!("{date}{time}{offset}"),
+            &contributed,
         );
         put_str(
             &mut item,
             tags::CONTRIBUTION_DESCRIPTION,
             VR::ST,
-            &ascii(&format!(
-                "AI analysis ({findings}) by {} {} on {}",
-                p.model_id,
-                p.model_version,
-                p.provider.as_str()
-            )),
+            &ascii(description),
         );
-        contributing.push(item);
-    }
+        item
+    };
+    let mut contributing: Vec<InMemDicomObject> = input
+        .outcome
+        .provenance
+        .iter()
+        .map(|p| {
+            equipment(
+                &p.model_id,
+                &p.model_version,
+                Some(uids::derived_uid(&["model", &p.model_id, &p.model_version])),
+                &format!(
+                    "AI analysis ({findings}) by {} {} on {}",
+                    p.model_id,
+                    p.model_version,
+                    p.provider.as_str()
+                ),
+            )
+        })
+        .collect();
     if contributing.is_empty() {
         // Not analysed: the sequence, when present, needs an item; this
         // service is the equipment that made the notice.
-        let mut item = InMemDicomObject::new_empty();
-        put_seq(
-            &mut item,
-            tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
-            vec![code("109102", "DCM", "Processing Equipment")],
-        );
-        put_str(&mut item, tags::MANUFACTURER, VR::LO, MANUFACTURER);
-        put_str(
-            &mut item,
-            tags::MANUFACTURER_MODEL_NAME,
-            VR::LO,
+        contributing.push(equipment(
             "cxr-triage",
-        );
-        put_str(
-            &mut item,
-            tags::SOFTWARE_VERSIONS,
-            VR::LO,
             env!("CARGO_PKG_VERSION"),
-        );
-        put_str(&mut item, tags::STATION_NAME, VR::SH, input.station);
-        put_str(
-            &mut item,
-            tags::CONTRIBUTION_DATE_TIME,
-            VR::DT,
-            &format!("{date}{time}{offset}"),
-        );
-        put_str(
-            &mut item,
-            tags::CONTRIBUTION_DESCRIPTION,
-            VR::ST,
+            None,
             "Image not analysed by AI; read without AI assistance",
-        );
-        contributing.push(item);
+        ));
     }
     put_seq(
         &mut obj,
