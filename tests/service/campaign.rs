@@ -1,4 +1,4 @@
-//! Screening campaigns through the real binary: `cxr-triage synth` makes a
+//! Screening campaigns through the real binary: the `cxr-synth` library makes a
 //! campaign with known truth, `cxr-triage score` scores it with the bundled
 //! reference model on ONNX Runtime (CPU), `cxr-triage evaluate` measures it.
 //! A bad file in the middle, non-DICOM files, resuming after a run is cut

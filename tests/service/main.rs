@@ -1,6 +1,7 @@
 //! Integration tests of this crate, in one binary (one link instead of one
 //! per file).
 
+mod analyze_cli;
 mod campaign;
 mod findings_as_data;
 mod pacs_grouping;
