@@ -36,7 +36,7 @@ setup-test:
 	scripts/setup.sh test
 
 build:
-	$(CARGO) build --release --locked --bin cxr-triage --bin cxr-synth
+	$(CARGO) build --release --locked -p cxr-triage -p cxr-synth
 
 fixtures:
 	PYTHON=$(PYTHON) bash test-images/make-fixtures.sh

@@ -32,6 +32,8 @@ pub struct ServiceConfig {
     pub tls: Option<TlsConfig>,
     /// DICOM listener and results back to PACS (`[dicom]`).
     pub dicom: cxr_pacs::DicomConfig,
+    /// Who may call the service, and with which roles (`[auth]`).
+    pub auth: cxr_auth::AuthConfig,
 }
 
 /// Request limits.
@@ -86,6 +88,7 @@ impl Default for ServiceConfig {
             limits: Limits::default(),
             tls: None,
             dicom: cxr_pacs::DicomConfig::default(),
+            auth: cxr_auth::AuthConfig::default(),
         }
     }
 }
@@ -154,6 +157,7 @@ impl ServiceConfig {
                 "dicom.destination" => self.dicom.destination = None,
                 "engine.session.ort_library" => self.engine.session.ort_library = None,
                 "priority.urgent_operating_point" => self.priority.urgent_operating_point = None,
+                k if k.starts_with("auth.tokens.") => self.auth.tokens = None,
                 _ => self.tls = None,
             }
         }
@@ -193,6 +197,9 @@ const OPTIONAL_KEYS: &[&str] = &[
     "dicom.destination",
     "engine.session.ort_library",
     "priority.urgent_operating_point",
+    "auth.tokens.issuer",
+    "auth.tokens.audience",
+    "auth.tokens.jwks_file",
 ];
 
 /// Every key an environment variable can set: the leaves of `tree`, and

@@ -26,3 +26,14 @@
 pub mod cli;
 pub mod config;
 pub mod serve;
+
+/// Makes every file and folder this process creates readable and writable
+/// by its own user only (umask 077): patient data never lands
+/// world-readable, whichever part of the service writes it.
+pub fn restrict_new_files() {
+    // SAFETY: umask only sets the process's file mode creation mask; it
+    // cannot fail and touches no memory.
+    unsafe {
+        libc::umask(0o077);
+    }
+}

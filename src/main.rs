@@ -9,6 +9,10 @@ fn main() -> std::process::ExitCode {
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
+    // Everything this process writes — the worklist and outbox databases,
+    // spooled and outgoing DICOM, results files, reports — is patient data:
+    // readable by the service's own user only (files 0600, folders 0700).
+    cxr_triage::restrict_new_files();
     let cli = cxr_triage::cli::Cli::parse();
     // The service logs each request (no identifiers) at info (ONNX Runtime's
     // own chatter at warn); tools log warnings.

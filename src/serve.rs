@@ -25,6 +25,11 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    check_exposure(&config)?;
+    let auth = Arc::new(
+        cxr_auth::Authenticator::new(&config.auth).context("authentication configuration")?,
+    );
+    protect_data_dir(&config.data_dir)?;
     let store: Arc<dyn WorklistStore> = Arc::new(
         SqliteStore::open(&config.database_path())
             .with_context(|| format!("opening {}", config.database_path().display()))?,
@@ -92,12 +97,25 @@ pub async fn run(
     {
         let pipeline = Arc::clone(&pipeline);
         let max = config.limits.max_concurrent_analyses;
+        let health = health.clone();
         tokio::spawn(async move {
+            let mut unhealthy_reported = false;
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
                 if let Some(engine) = pipeline.engine() {
                     metrics::gauge!("cxr_queue_depth").set(engine.queue_depth() as f64);
+                    // A model whose backend panicked cannot be trusted to
+                    // infer: health says so, so that a load balancer or an
+                    // orchestrator moves traffic away or restarts us.
+                    if !engine.healthy() && !unhealthy_reported {
+                        unhealthy_reported = true;
+                        tracing::error!("a model's backend panicked; health NOT_SERVING");
+                        health.set_not_serving::<TriageServer<TriageApi>>().await;
+                        health
+                            .set_service_status("", tonic_health::ServingStatus::NotServing)
+                            .await;
+                    }
                 }
                 metrics::gauge!("cxr_analyses_in_flight").set(pipeline.in_flight(max) as f64);
                 let store = Arc::clone(pipeline.store());
@@ -166,7 +184,7 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
-        .add_service(Admitted::new(triage, Arc::clone(&pipeline)))
+        .add_service(Admitted::new(triage, Arc::clone(&pipeline), auth))
         .serve_with_incoming_shutdown(incoming, async move {
             if let Ok(Some(e)) = stop_rx.await {
                 let _ = error_tx.send(e).await;
@@ -184,6 +202,42 @@ pub async fn run(
         return Err(e);
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Refuses to serve patient data to the network unprotected: a gRPC
+/// listener beyond loopback needs TLS and authentication, unless the site
+/// says `auth.insecure = true` (logged as a warning).
+fn check_exposure(config: &ServiceConfig) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let exposed = !listen.ip().is_loopback();
+    let protected = config.tls.is_some() && config.auth.enabled;
+    if !exposed || protected {
+        return Ok(());
+    }
+    if config.auth.insecure {
+        tracing::warn!(
+            %listen,
+            tls = config.tls.is_some(),
+            auth = config.auth.enabled,
+            "serving beyond loopback without TLS and authentication (auth.insecure): anyone who reaches the port can read and change the worklist"
+        );
+        return Ok(());
+    }
+    anyhow::bail!(
+        "listening on {listen} without TLS and authentication would expose patient data to the network: \
+         configure [tls] and [auth] (docs/security.md), or set auth.insecure = true to accept the risk"
+    )
+}
+
+/// Creates the data directory and makes it the service user's alone
+/// (0700), also when an earlier version left it open: what is inside —
+/// worklist, spool, outbox — is patient data.
+fn protect_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting {} to its owner", dir.display()))?;
     Ok(())
 }
 

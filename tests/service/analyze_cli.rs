@@ -45,7 +45,7 @@ fn analyze_scores_frontal_films_sets_laterals_aside_and_reports_failures() {
     assert!(lines[0].contains("cxr-reference-v1"), "{}", lines[0]);
     assert!(lines[1].contains("NOT ANALYZABLE") && lines[1].contains("lateral"));
 
-    let (_, json) = analyze(&[frontal.clone()], true);
+    let (_, json) = analyze(std::slice::from_ref(&frontal), true);
     let record: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
     assert_eq!(record["analyzable"], true);
     assert_eq!(

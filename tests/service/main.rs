@@ -2,8 +2,10 @@
 //! per file).
 
 mod analyze_cli;
+mod auth;
 mod campaign;
 mod findings_as_data;
+mod hardening;
 mod pacs_grouping;
 mod pacs_orthanc;
 mod pacs_process;

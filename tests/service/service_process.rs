@@ -644,3 +644,47 @@ async fn the_python_client_sends_files_and_reads_the_worklist() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("INVALID_ARGUMENT"));
     server.terminate();
 }
+
+/// Every file the service writes under its data directory is its user's
+/// alone (0600, folders 0700), even when the directory was left open by an
+/// earlier version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn patient_data_on_disk_is_readable_by_the_service_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dicom_port = free_port();
+    let server = Server::start(
+        &data,
+        &[],
+        &[
+            ("CXR_DICOM_ENABLED", "true".into()),
+            ("CXR_DICOM_LISTEN", format!("127.0.0.1:{dicom_port}")),
+        ],
+    );
+    let ch = plain_channel(server.addr).await;
+    wait_serving(ch.clone()).await;
+    analyze(ch, film(900, true).0).await.unwrap();
+    server.terminate();
+
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    let mut seen = 0;
+    let mut stack = vec![data.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                assert_eq!(mode(&path), 0o700, "{}", path.display());
+                stack.push(path);
+            } else {
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 1, "the worklist database at least");
+    assert!(data.join("worklist.sqlite").exists());
+}

@@ -1,4 +1,9 @@
-//! Admission before any request body is read. `Analyze` and `AnalyzeStream`
+//! Authentication and admission before any request body is read. Every
+//! call first presents its credentials (bearer token or client
+//! certificate, [`cxr_auth`]) and must hold the role its method needs —
+//! refused with UNAUTHENTICATED or PERMISSION_DENIED otherwise, before its
+//! body is read; the caller's [`Identity`] rides in the request's
+//! extensions to the handler. Then `Analyze` and `AnalyzeStream`
 //! take one of the pipeline's analysis slots as soon as their headers
 //! arrive; when every slot is taken the call is refused at once with
 //! RESOURCE_EXHAUSTED (and a `retry-after-ms` hint) without reading the
@@ -15,7 +20,21 @@ use std::task::{Context, Poll};
 use tonic::body::Body;
 use tonic::server::NamedService;
 
+use cxr_auth::{Authenticator, Credentials, Identity, Role};
 use cxr_pipeline::{Admission, Pipeline};
+
+/// The roles that may call a method of the Triage service (an admin may
+/// call every one). Unknown methods need admin.
+pub(crate) fn required_roles(path: &str) -> &'static [Role] {
+    match path.rsplit('/').next().unwrap_or_default() {
+        "Analyze" | "AnalyzeStream" => &[Role::Uploader],
+        "ListWorklist" | "GetStudy" | "WatchWorklist" | "UpdateStatus" | "GetHeatmap" => {
+            &[Role::Reader]
+        }
+        "ListModels" => &[Role::Reader, Role::Uploader],
+        _ => &[Role::Admin],
+    }
+}
 
 /// The analysis methods that carry a file.
 const GATED: [&str; 2] = [
@@ -40,13 +59,49 @@ impl AdmissionSlot {
 pub struct Admitted<S> {
     inner: S,
     pipeline: Arc<Pipeline>,
+    auth: Arc<Authenticator>,
 }
 
 impl<S> Admitted<S> {
-    /// `inner` behind admission to `pipeline`'s analysis slots.
-    pub fn new(inner: S, pipeline: Arc<Pipeline>) -> Admitted<S> {
-        Admitted { inner, pipeline }
+    /// `inner` behind `auth` and admission to `pipeline`'s analysis slots.
+    pub fn new(inner: S, pipeline: Arc<Pipeline>, auth: Arc<Authenticator>) -> Admitted<S> {
+        Admitted {
+            inner,
+            pipeline,
+            auth,
+        }
     }
+}
+
+/// The caller's identity, or the status that refuses the call.
+fn authorize(
+    auth: &Authenticator,
+    request: &http::Request<Body>,
+) -> Result<Identity, tonic::Status> {
+    let authorization = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let certificates: Option<Vec<Vec<u8>>> = request
+        .extensions()
+        .get::<tonic::transport::server::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
+        .and_then(|tls| tls.peer_certs())
+        .map(|certs| certs.iter().map(|c| c.as_ref().to_vec()).collect());
+    let identity = auth
+        .authenticate(&Credentials {
+            authorization,
+            peer_certificates: certificates.as_deref(),
+        })
+        .map_err(|e| tonic::Status::unauthenticated(e.to_string()))?;
+    let needed = required_roles(request.uri().path());
+    if !identity.may_any(needed) {
+        let names: Vec<&str> = needed.iter().map(|r| r.as_str()).collect();
+        return Err(tonic::Status::permission_denied(format!(
+            "this call needs the {} role",
+            names.join(" or ")
+        )));
+    }
+    Ok(identity)
 }
 
 impl<S: NamedService> NamedService for Admitted<S> {
@@ -72,6 +127,16 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        match authorize(&self.auth, &request) {
+            Ok(identity) => {
+                request.extensions_mut().insert(identity);
+            }
+            Err(status) => {
+                metrics::counter!("cxr_requests_failed_total", "code" => format!("{:?}", status.code()))
+                    .increment(1);
+                return Box::pin(async move { Ok(status.into_http()) });
+            }
+        }
         if GATED.contains(&request.uri().path()) {
             match self.pipeline.admit() {
                 Ok(admission) => {

@@ -13,8 +13,12 @@ use cxr_worklist::{
     StudySummary,
 };
 
-pub fn ms_of(t: &Timestamp) -> i64 {
-    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+/// Milliseconds since the epoch of a timestamp; `None` when it does not
+/// fit (a timestamp 2^62 s away must not wrap around to 1970).
+pub fn ms_of(t: &Timestamp) -> Option<i64> {
+    t.seconds
+        .checked_mul(1000)?
+        .checked_add(i64::from(t.nanos) / 1_000_000)
 }
 
 pub fn timestamp(ms: i64) -> Option<Timestamp> {
@@ -294,6 +298,8 @@ pub fn study(s: &StudySummary, images: Vec<pb::ImageResult>) -> pb::Study {
         study_date: s.study_date.clone(),
         images,
         image_count: s.image_count,
+        reopened_at: timestamp(s.reopened_at_ms),
+        reopened_reason: s.reopened_reason.clone(),
     }
 }
 

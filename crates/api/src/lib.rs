@@ -122,6 +122,51 @@ fn admission_of<T>(request: &Request<T>) -> Option<cxr_pipeline::Admission> {
 }
 
 /// Maps pipeline failures to gRPC codes.
+/// Longest `by` (a user name) accepted in UpdateStatus.
+const MAX_BY: usize = 128;
+
+/// A DICOM UID argument (PS3.5 §9.1: 1–64 characters, digits and dots).
+/// The value is never echoed back: it came from outside.
+fn uid_arg(field: &str, uid: String) -> Result<String, Status> {
+    let ok = !uid.is_empty()
+        && uid.len() <= 64
+        && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && !uid.starts_with('.')
+        && !uid.ends_with('.')
+        && !uid.contains("..");
+    if ok {
+        Ok(uid)
+    } else {
+        Err(Status::invalid_argument(format!(
+            "{field} is not a DICOM UID (1-64 digits and dots)"
+        )))
+    }
+}
+
+/// A study on the worklist: a UID, or the study the service made for an
+/// image that had none (`no-study:` + its SOP Instance UID).
+fn study_uid_arg(uid: String) -> Result<String, Status> {
+    match uid.strip_prefix("no-study:") {
+        Some(sop) => uid_arg("study_instance_uid", sop.to_string()).map(|_| uid),
+        None => uid_arg("study_instance_uid", uid),
+    }
+}
+
+/// A short free-text argument: bounded, no control characters.
+fn text_arg(field: &str, text: String, max: usize) -> Result<String, Status> {
+    if text.chars().count() > max || text.chars().any(char::is_control) {
+        return Err(Status::invalid_argument(format!(
+            "{field} must be at most {max} characters, without control characters"
+        )));
+    }
+    Ok(text)
+}
+
+/// A timestamp argument that fits in milliseconds.
+fn time_arg(t: &prost_types::Timestamp) -> Result<i64, Status> {
+    convert::ms_of(t).ok_or_else(|| Status::invalid_argument("timestamp out of range"))
+}
+
 fn status_of(e: PipelineError) -> Status {
     match e {
         PipelineError::NotDicom(m) => Status::invalid_argument(m),
@@ -207,9 +252,12 @@ impl pb::triage_server::Triage for TriageApi {
                 .filter_map(convert::priority_from_pb)
                 .collect(),
             statuses: r.statuses().filter_map(convert::status_from_pb).collect(),
-            received_after_ms: r.received_after.map(|t| convert::ms_of(&t)),
-            received_before_ms: r.received_before.map(|t| convert::ms_of(&t)),
-            modality: Some(r.modality).filter(|m| !m.is_empty()),
+            received_after_ms: r.received_after.map(|t| time_arg(&t)).transpose()?,
+            received_before_ms: r.received_before.map(|t| time_arg(&t)).transpose()?,
+            modality: Some(r.modality)
+                .filter(|m| !m.is_empty())
+                .map(|m| text_arg("modality", m, 16))
+                .transpose()?,
             page_size: r.page_size,
             page_token: Some(r.page_token).filter(|t| !t.is_empty()),
         };
@@ -230,7 +278,7 @@ impl pb::triage_server::Triage for TriageApi {
         &self,
         request: Request<pb::GetStudyRequest>,
     ) -> Result<Response<pb::Study>, Status> {
-        let uid = request.into_inner().study_instance_uid;
+        let uid = study_uid_arg(request.into_inner().study_instance_uid)?;
         let store = Arc::clone(self.pipeline.store());
         let (study, images) = blocking(move || store.get_study(&uid)).await?;
         let images = images.iter().map(convert::stored_image).collect();
@@ -244,6 +292,11 @@ impl pb::triage_server::Triage for TriageApi {
         request: Request<pb::WatchWorklistRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let after = request.into_inner().after_sequence;
+        if after > i64::MAX as u64 {
+            return Err(Status::invalid_argument(
+                "after_sequence is beyond any sequence number",
+            ));
+        }
         // Subscribe first, then read the backlog: nothing falls in between.
         let mut live = self.pipeline.subscribe();
         let store = Arc::clone(self.pipeline.store());
@@ -317,6 +370,7 @@ impl pb::triage_server::Triage for TriageApi {
         &self,
         request: Request<pb::UpdateStatusRequest>,
     ) -> Result<Response<pb::Study>, Status> {
+        let identity = request.extensions().get::<cxr_auth::Identity>().cloned();
         let r = request.into_inner();
         let status = pb::StudyStatus::try_from(r.status)
             .ok()
@@ -324,20 +378,28 @@ impl pb::triage_server::Triage for TriageApi {
             .ok_or_else(|| {
                 Status::invalid_argument("status must be NEW, CLAIMED, READING, READ or DISMISSED")
             })?;
-        if r.by.trim().is_empty() {
-            return Err(Status::invalid_argument(
-                "`by` (who changes the status) is required",
-            ));
-        }
+        // Who changes the status is the authenticated caller; only with
+        // authentication off does the request say it.
+        let by = match identity {
+            Some(who) if who.method != cxr_auth::Method::Open => who.subject,
+            _ => {
+                if r.by.trim().is_empty() {
+                    return Err(Status::invalid_argument(
+                        "`by` (who changes the status) is required",
+                    ));
+                }
+                text_arg("by", r.by, MAX_BY)?
+            }
+        };
+        let uid = study_uid_arg(r.study_instance_uid)?;
         let store = Arc::clone(self.pipeline.store());
-        let uid = r.study_instance_uid.clone();
         let at = now_ms();
         let (study, sequence) =
-            blocking(move || store.update_status(&uid, status, &r.by, at)).await?;
+            blocking(move || store.update_status(&uid, status, &by, at)).await?;
         self.pipeline.publish(cxr_worklist::Event {
             sequence,
             kind: EventKind::StatusChanged,
-            study_instance_uid: r.study_instance_uid,
+            study_instance_uid: study.study_instance_uid.clone(),
             sop_instance_uid: String::new(),
             at_ms: at,
         });
@@ -360,7 +422,7 @@ impl pb::triage_server::Triage for TriageApi {
             r.max_side.min(4096)
         };
         let store = Arc::clone(self.pipeline.store());
-        let sop = r.sop_instance_uid.clone();
+        let sop = uid_arg("sop_instance_uid", r.sop_instance_uid.clone())?;
         let (stored, preview) = blocking(move || {
             let h = store.heatmap(&sop, &finding)?;
             let p = store.preview(&sop).ok();

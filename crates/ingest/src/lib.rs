@@ -121,14 +121,27 @@ pub fn read_file(path: &Path, limits: &IngestLimits) -> Result<Radiograph, Inges
 /// Reads only the identity and acquisition metadata of a DICOM object,
 /// without decoding pixels: so that an image whose pixels cannot be decoded
 /// can still be put on the worklist (for a human) under its own UIDs.
-/// `None` when the object cannot be parsed or has no SOP Instance UID.
+/// `None` when the object cannot be parsed or has no valid SOP Instance
+/// UID ([`is_valid_uid`]).
 pub fn read_identity(bytes: &[u8], limits: &IngestLimits) -> Option<RadiographMeta> {
     if bytes.len() as u64 > limits.max_input_bytes {
         return None;
     }
     let parsed = parse::parse(bytes, limits.max_input_bytes).ok()?;
     let meta = RadiographMeta::from_object(&parsed.object);
-    (!meta.sop_instance_uid.is_empty()).then_some(meta)
+    is_valid_uid(&meta.sop_instance_uid).then_some(meta)
+}
+
+/// Whether `uid` is a DICOM UID (PS3.5 §9.1): 1–64 characters, digits in
+/// dot-separated components, none empty. Objects are filed by their SOP
+/// Instance UID, so one that is not a UID (60 kB, `../`, control
+/// characters) is refused rather than stored and handed on.
+pub fn is_valid_uid(uid: &str) -> bool {
+    !uid.is_empty()
+        && uid.len() <= 64
+        && uid
+            .split('.')
+            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Parses a DICOM object held in memory without decoding its pixels, with

@@ -212,7 +212,7 @@ impl Intake {
             let meta = dicom::read_identity(&file, &limits).ok_or_else(|| {
                 let refusal = Refusal {
                     status: status::CANNOT_UNDERSTAND,
-                    comment: "not a DICOM data set with a SOP Instance UID".into(),
+                    comment: "not a DICOM data set with a valid SOP Instance UID".into(),
                 };
                 (None, refusal)
             })?;

@@ -10,7 +10,7 @@ use std::time::Instant;
 use cxr_findings::overlay::{self, Preview};
 use cxr_findings::priority::{self, PriorityAssessment};
 use cxr_findings::{assess, FindingResult, NotAnalyzed, PriorityPolicy};
-use cxr_ingest::{self as ingest, GreyImage, IngestLimits, RadiographMeta};
+use cxr_ingest::{self as ingest, is_valid_uid, GreyImage, IngestLimits, RadiographMeta};
 use cxr_model::{Engine, EngineError, Inferred, Prepared, Provenance};
 use cxr_worklist::{
     now_ms, FindingSummary, ImageIdentity, ImageRecord, StoreError, Stored, StoredHeatmap,
@@ -95,14 +95,22 @@ pub fn file(store: &dyn WorklistStore, outcome: &mut Outcome) -> Result<Stored, 
 /// The worklist identity of an image; an image without a Study Instance UID
 /// gets a study of its own so that it is still listed.
 pub fn identity_of(meta: &RadiographMeta) -> ImageIdentity {
-    let study = if meta.study_instance_uid.is_empty() {
-        format!("no-study:{}", meta.sop_instance_uid)
-    } else {
+    // A Study or Series Instance UID that is not a UID is not passed on: the
+    // image gets a study of its own instead (its SOP Instance UID, checked
+    // on decode, is the key).
+    let study = if is_valid_uid(&meta.study_instance_uid) {
         meta.study_instance_uid.clone()
+    } else {
+        format!("no-study:{}", meta.sop_instance_uid)
+    };
+    let series = if is_valid_uid(&meta.series_instance_uid) {
+        meta.series_instance_uid.clone()
+    } else {
+        String::new()
     };
     ImageIdentity {
         study_instance_uid: study,
-        series_instance_uid: meta.series_instance_uid.clone(),
+        series_instance_uid: series,
         sop_instance_uid: meta.sop_instance_uid.clone(),
         accession_number: meta.accession_number.clone().unwrap_or_default(),
         modality: meta.modality.clone().unwrap_or_default(),
@@ -155,6 +163,11 @@ impl Analyzer {
     pub fn decode(&self, bytes: &[u8]) -> Result<Decoded, PipelineError> {
         let started = Instant::now();
         let decoded = match ingest::read_bytes(bytes, &self.limits) {
+            Ok(radiograph) if !is_valid_uid(&radiograph.meta.sop_instance_uid) => {
+                return Err(PipelineError::NotDicom(
+                    "the SOP Instance UID is missing or not a DICOM UID".into(),
+                ))
+            }
             Ok(radiograph) => Decoded {
                 identity: identity_of(&radiograph.meta),
                 reason: radiograph.assessment.reason.clone().map(NotAnalyzed::Gate),

@@ -276,6 +276,12 @@ pub struct StudySummary {
     pub study_date: String,
     /// Number of images.
     pub image_count: u32,
+    /// When a later image reopened it after it was read or dismissed, ms
+    /// since the epoch (0: not reopened since it was last read).
+    pub reopened_at_ms: i64,
+    /// Why it was reopened (e.g. "new CRITICAL image after the study was
+    /// read"); empty when not reopened.
+    pub reopened_reason: String,
 }
 
 /// A stored image, as read back.

@@ -65,6 +65,9 @@ const MIGRATIONS: &[&str] = &[
         sop_uid TEXT NOT NULL,
         at INTEGER NOT NULL
     );",
+    // 2: a read or dismissed study reopened by new evidence, and why.
+    "ALTER TABLE studies ADD COLUMN reopened_at INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE studies ADD COLUMN reopened_reason TEXT NOT NULL DEFAULT '';",
 ];
 
 /// SQLite-backed [`WorklistStore`].
@@ -147,6 +150,51 @@ fn parse_unread(s: Option<String>) -> Option<Unread> {
     }
 }
 
+/// A study that was read or dismissed goes back on the worklist (status NEW,
+/// with when and why) when a later image raises its priority or is itself
+/// URGENT or CRITICAL: the reader has not seen that evidence. A routine
+/// image, or one set aside (a lateral), does not reopen it.
+fn reopen_if_new_evidence(
+    tx: &Transaction<'_>,
+    record: &ImageRecord,
+    status: &str,
+    rank_before: i64,
+) -> Result<(), StoreError> {
+    let closed = matches!(
+        StudyStatus::parse(status),
+        Some(StudyStatus::Read | StudyStatus::Dismissed)
+    );
+    if !closed {
+        return Ok(());
+    }
+    let study_uid = &record.identity.study_instance_uid;
+    let rank_after: i64 = tx
+        .query_row(
+            "SELECT priority_rank FROM studies WHERE study_uid = ?1",
+            [study_uid],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    let image = record.assessment.priority;
+    let raised = rank_after > rank_before;
+    let urgent = image.rank() >= Priority::Urgent.rank();
+    if !(raised || urgent) {
+        return Ok(());
+    }
+    let why = format!(
+        "new {} image after the study was {}",
+        image.as_str(),
+        status.to_lowercase()
+    );
+    tx.execute(
+        "UPDATE studies SET status = 'NEW', reopened_at = ?1, reopened_reason = ?2
+         WHERE study_uid = ?3",
+        params![record.received_ms, why, study_uid],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
 /// Recomputes a study row from its images; deletes it if it has none.
 fn recompute_study(tx: &Transaction<'_>, study_uid: &str) -> Result<(), StoreError> {
     let mut stmt = tx
@@ -223,7 +271,8 @@ fn recompute_study(tx: &Transaction<'_>, study_uid: &str) -> Result<(), StoreErr
 }
 
 const STUDY_COLUMNS: &str = "study_uid, accession, assessment, status, status_by, status_at,
-    first_received, last_received, modalities, study_date, image_count, priority_rank, top_score";
+    first_received, last_received, modalities, study_date, image_count, priority_rank, top_score,
+    reopened_at, reopened_reason";
 
 fn study_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(StudySummary, String)> {
     let assessment: String = r.get(2)?;
@@ -250,6 +299,8 @@ fn study_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(StudySummary, Stri
                 .collect(),
             study_date: r.get(9)?,
             image_count: r.get::<_, i64>(10)? as u32,
+            reopened_at_ms: r.get(13)?,
+            reopened_reason: r.get(14)?,
         },
         assessment,
     ))
@@ -350,6 +401,15 @@ impl WorklistStore for SqliteStore {
             )
             .optional()
             .map_err(db)?;
+        // The study as it was, to see whether this image reopens it.
+        let before: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT status, priority_rank FROM studies WHERE study_uid = ?1",
+                [&id.study_instance_uid],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db)?;
         let assessment = serde_json::to_string(&record.assessment).map_err(json_err)?;
         let result = serde_json::to_string(&record.result).map_err(json_err)?;
         tx.execute(
@@ -396,6 +456,9 @@ impl WorklistStore for SqliteStore {
             recompute_study(&tx, old)?;
         }
         recompute_study(&tx, &id.study_instance_uid)?;
+        if let Some((status, rank_before)) = before {
+            reopen_if_new_evidence(&tx, record, &status, rank_before)?;
+        }
         let sequence = insert_event(
             &tx,
             EventKind::ImageStored,
@@ -572,7 +635,12 @@ impl WorklistStore for SqliteStore {
         let tx = conn.transaction().map_err(db)?;
         let changed = tx
             .execute(
-                "UPDATE studies SET status = ?1, status_by = ?2, status_at = ?3 WHERE study_uid = ?4",
+                // Reading (or dismissing) a reopened study again clears the
+                // marker; claiming it keeps the marker visible.
+                "UPDATE studies SET status = ?1, status_by = ?2, status_at = ?3,
+                    reopened_at = CASE WHEN ?1 IN ('READ', 'DISMISSED') THEN 0 ELSE reopened_at END,
+                    reopened_reason = CASE WHEN ?1 IN ('READ', 'DISMISSED') THEN '' ELSE reopened_reason END
+                 WHERE study_uid = ?4",
                 params![status.as_str(), by, at_ms, study_uid],
             )
             .map_err(db)?;

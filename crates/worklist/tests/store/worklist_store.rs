@@ -344,3 +344,69 @@ fn results_survive_reopening_the_database() {
     assert_eq!(store.preview("img").unwrap(), [1, 2, 3]);
     assert_eq!(store.events_after(0, 10).unwrap().len(), 2);
 }
+
+#[test]
+fn new_evidence_reopens_a_read_or_dismissed_study() {
+    let store = SqliteStore::in_memory().unwrap();
+    store
+        .put_image(&record("s", "pa", Priority::Routine, 0.1, 10))
+        .unwrap();
+    store
+        .update_status("s", StudyStatus::Read, "dr.lan", 20)
+        .unwrap();
+    assert!(
+        order(&store).is_empty(),
+        "a read study leaves the default view"
+    );
+
+    // A routine image, or a lateral set aside, is no new evidence.
+    store
+        .put_image(&record("s", "pa2", Priority::Routine, 0.2, 30))
+        .unwrap();
+    store
+        .put_image(&unread("s", "lat", "lateral_view", 35))
+        .unwrap();
+    let (study, _) = store.get_study("s").unwrap();
+    assert_eq!(study.status, StudyStatus::Read);
+    assert_eq!(study.reopened_at_ms, 0);
+
+    // A CRITICAL image after the read: back on the worklist, marked.
+    let stored = store
+        .put_image(&record("s", "late", Priority::Critical, 0.9, 40))
+        .unwrap();
+    assert_eq!(stored.study.status, StudyStatus::New);
+    assert_eq!(stored.study.reopened_at_ms, 40);
+    assert!(
+        stored.study.reopened_reason.contains("CRITICAL")
+            && stored.study.reopened_reason.contains("read"),
+        "{}",
+        stored.study.reopened_reason
+    );
+    assert_eq!(order(&store), ["s"]);
+    // Claiming keeps the marker; reading again clears it.
+    let (claimed, _) = store
+        .update_status("s", StudyStatus::Claimed, "dr.mai", 50)
+        .unwrap();
+    assert_eq!(claimed.reopened_at_ms, 40);
+    let (read, _) = store
+        .update_status("s", StudyStatus::Read, "dr.mai", 60)
+        .unwrap();
+    assert_eq!(
+        (read.reopened_at_ms, read.reopened_reason.as_str()),
+        (0, "")
+    );
+
+    // A dismissed study that an undecodable image raises to NOT_ANALYZED
+    // (above ROUTINE) is reopened too: a human must look at it.
+    store
+        .put_image(&record("d", "pa", Priority::Routine, 0.1, 70))
+        .unwrap();
+    store
+        .update_status("d", StudyStatus::Dismissed, "dr.lan", 80)
+        .unwrap();
+    let stored = store
+        .put_image(&unread("d", "bad", "decode_failed", 90))
+        .unwrap();
+    assert_eq!(stored.study.status, StudyStatus::New);
+    assert!(stored.study.reopened_reason.contains("dismissed"));
+}

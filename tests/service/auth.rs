@@ -1,0 +1,316 @@
+//! Access control on the gRPC API: a role × method matrix with tokens as a
+//! hospital's OpenID Connect provider issues them (ES256, verified offline
+//! against its public key) — valid tokens of each role, an expired one, a
+//! forged one (signed by another key), one from another issuer, and none —
+//! and `by` taken from the token, not from the request. Health stays open.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cxr_api::pb;
+use cxr_api::pb::triage_client::TriageClient;
+use cxr_auth::{AuthConfig, Role, TokenConfig};
+use cxr_synth::ViewChoice;
+use tonic::transport::Channel;
+
+use crate::service_grpc::{channel, config, start, synth};
+
+const ISSUER: &str = "https://keycloak.test/realms/radiology";
+
+/// An EC P-256 key pair made by openssl: (private PKCS#8 PEM, public PEM path).
+fn key_pair(dir: &Path, name: &str) -> (Vec<u8>, std::path::PathBuf) {
+    let private = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    let ok = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(&private)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let ok = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .arg("-out")
+        .arg(&public)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    (std::fs::read(private).unwrap(), public)
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A token as Keycloak shapes it: realm roles under `realm_access.roles`.
+fn token(key: &[u8], issuer: &str, user: &str, roles: &[&str], exp: u64) -> String {
+    let claims = serde_json::json!({
+        "iss": issuer,
+        "aud": "cxr-triage",
+        "sub": format!("id-{user}"),
+        "preferred_username": user,
+        "exp": exp,
+        "iat": now(),
+        "realm_access": {"roles": roles},
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_pem(key).unwrap(),
+    )
+    .unwrap()
+}
+
+fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(t) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    request
+}
+
+async fn wait_serving(ch: Channel) {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(ch);
+    for _ in 0..600 {
+        // Health needs no credentials.
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "cxr_triage.v1.Triage".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        if status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("never SERVING");
+}
+
+/// The outcome class of a call: allowed (any code but the two below),
+/// or refused as unauthenticated or forbidden.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Verdict {
+    Allowed,
+    Unauthenticated,
+    Denied,
+}
+
+fn verdict<T>(r: Result<T, tonic::Status>) -> Verdict {
+    match r {
+        Err(s) if s.code() == tonic::Code::Unauthenticated => Verdict::Unauthenticated,
+        Err(s) if s.code() == tonic::Code::PermissionDenied => Verdict::Denied,
+        _ => Verdict::Allowed,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_method_checks_the_caller_and_their_role() {
+    let keys = tempfile::tempdir().unwrap();
+    let (provider, public) = key_pair(keys.path(), "provider");
+    let (attacker, _) = key_pair(keys.path(), "attacker");
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path());
+    c.auth = AuthConfig {
+        enabled: true,
+        tokens: Some(TokenConfig {
+            issuer: ISSUER.into(),
+            audience: "cxr-triage".into(),
+            public_keys: vec![public],
+            role_map: [("radiologist".to_string(), Role::Reader)].into(),
+            ..TokenConfig::default()
+        }),
+        ..AuthConfig::default()
+    };
+    let running = start(c).await;
+    let ch = channel(running.addr).await;
+    wait_serving(ch.clone()).await;
+    let mut client = TriageClient::new(ch);
+
+    let later = now() + 600;
+    let uploader = token(&provider, ISSUER, "pacs-gw", &["uploader"], later);
+    let reader = token(
+        &provider,
+        ISSUER,
+        "dr.lan",
+        &["radiologist", "offline_access"],
+        later,
+    );
+    let admin = token(&provider, ISSUER, "it.admin", &["admin"], later);
+    let expired = token(&provider, ISSUER, "dr.lan", &["radiologist"], now() - 3600);
+    let forged = token(&attacker, ISSUER, "it.admin", &["admin"], later);
+    let elsewhere = token(
+        &provider,
+        "https://evil.test/realms/x",
+        "it.admin",
+        &["admin"],
+        later,
+    );
+    let nobody = token(&provider, ISSUER, "visitor", &["offline_access"], later);
+
+    let (film, study, sop) = synth(8301, true, ViewChoice::Pa);
+    // The uploader files the film first, so that readers have a study.
+    client
+        .analyze(with_token(
+            pb::AnalyzeRequest {
+                dicom: film.clone(),
+                options: None,
+            },
+            Some(&uploader),
+        ))
+        .await
+        .unwrap();
+
+    use Verdict::*;
+    let credentials: [(&str, Option<&str>); 8] = [
+        ("uploader", Some(&uploader)),
+        ("reader", Some(&reader)),
+        ("admin", Some(&admin)),
+        ("expired", Some(&expired)),
+        ("forged", Some(&forged)),
+        ("other issuer", Some(&elsewhere)),
+        ("no role", Some(&nobody)),
+        ("none", None),
+    ];
+    // Expected verdict per credential, in the order above.
+    let refused = [Unauthenticated, Unauthenticated, Unauthenticated];
+    let upload_only = [Allowed, Denied, Allowed];
+    let read_only = [Denied, Allowed, Allowed];
+    let any_role = [Allowed, Allowed, Allowed];
+    for (method, valid) in [
+        ("Analyze", upload_only),
+        ("ListWorklist", read_only),
+        ("GetStudy", read_only),
+        ("UpdateStatus", read_only),
+        ("GetHeatmap", read_only),
+        ("WatchWorklist", read_only),
+        ("ListModels", any_role),
+    ] {
+        let expected: Vec<Verdict> = valid
+            .iter()
+            .chain(&refused)
+            .copied()
+            .chain([Denied, Unauthenticated])
+            .collect();
+        for ((name, t), want) in credentials.iter().zip(expected) {
+            let got = match method {
+                "Analyze" => verdict(
+                    client
+                        .analyze(with_token(
+                            pb::AnalyzeRequest {
+                                dicom: film.clone(),
+                                options: None,
+                            },
+                            *t,
+                        ))
+                        .await,
+                ),
+                "ListWorklist" => verdict(
+                    client
+                        .list_worklist(with_token(pb::ListWorklistRequest::default(), *t))
+                        .await,
+                ),
+                "GetStudy" => verdict(
+                    client
+                        .get_study(with_token(
+                            pb::GetStudyRequest {
+                                study_instance_uid: study.clone(),
+                            },
+                            *t,
+                        ))
+                        .await,
+                ),
+                "UpdateStatus" => verdict(
+                    client
+                        .update_status(with_token(
+                            pb::UpdateStatusRequest {
+                                study_instance_uid: study.clone(),
+                                status: pb::StudyStatus::Claimed as i32,
+                                by: "someone-else".into(),
+                            },
+                            *t,
+                        ))
+                        .await,
+                ),
+                "GetHeatmap" => verdict(
+                    client
+                        .get_heatmap(with_token(
+                            pb::GetHeatmapRequest {
+                                sop_instance_uid: sop.clone(),
+                                finding_id: "tuberculosis".into(),
+                                ..Default::default()
+                            },
+                            *t,
+                        ))
+                        .await,
+                ),
+                "WatchWorklist" => verdict(
+                    client
+                        .watch_worklist(with_token(
+                            pb::WatchWorklistRequest { after_sequence: 0 },
+                            *t,
+                        ))
+                        .await,
+                ),
+                _ => verdict(
+                    client
+                        .list_models(with_token(pb::ListModelsRequest {}, *t))
+                        .await,
+                ),
+            };
+            assert_eq!(got, want, "{method} with {name} credentials");
+        }
+    }
+
+    // Who changed the status is the token's user, whatever `by` says.
+    client
+        .update_status(with_token(
+            pb::UpdateStatusRequest {
+                study_instance_uid: study.clone(),
+                status: pb::StudyStatus::Reading as i32,
+                by: "someone-else".into(),
+            },
+            Some(&reader),
+        ))
+        .await
+        .unwrap();
+    let study_now = client
+        .get_study(with_token(
+            pb::GetStudyRequest {
+                study_instance_uid: study.clone(),
+            },
+            Some(&reader),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(study_now.status_by, "dr.lan");
+
+    // Refusals do not repeat the credential.
+    let err = client
+        .list_worklist(with_token(
+            pb::ListWorklistRequest::default(),
+            Some(&forged),
+        ))
+        .await
+        .unwrap_err();
+    assert!(!err.message().contains(&forged[..20]), "{}", err.message());
+    running.stop().await;
+}

@@ -1,0 +1,204 @@
+//! Attacks from the security review (issue 15) replayed on loopback against
+//! the service, each now getting a bounded, clear answer: identifiers that
+//! are not UIDs are refused and never echoed, an oversized `by` cannot
+//! poison the worklist, out-of-range sequence numbers and timestamps are
+//! refused instead of wrapping, and new evidence reopens a read study.
+
+use cxr_api::pb;
+use cxr_api::pb::triage_client::TriageClient;
+use cxr_synth::ViewChoice;
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::tags;
+
+use crate::service_grpc::{channel, config, start, synth, wait_serving};
+
+/// `bytes` with its Study and SOP Instance UIDs replaced.
+fn with_uids(bytes: &[u8], study: &str, sop: &str) -> Vec<u8> {
+    let mut obj = dicom_object::from_reader(std::io::Cursor::new(&bytes[128..])).unwrap();
+    obj.put(DataElement::new(
+        tags::STUDY_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(study),
+    ));
+    obj.put(DataElement::new(
+        tags::SOP_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(sop),
+    ));
+    let mut out = Vec::new();
+    obj.write_all(&mut out).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_identifiers_and_arguments_get_bounded_clear_refusals() {
+    let data = tempfile::tempdir().unwrap();
+    let (film, study, sop) = synth(8101, false, ViewChoice::Pa);
+    let running = start(config(data.path())).await;
+    let ch = channel(running.addr).await;
+    wait_serving(ch.clone(), &film).await;
+    let mut client = TriageClient::new(ch);
+    client
+        .analyze(pb::AnalyzeRequest {
+            dicom: film.clone(),
+            options: None,
+        })
+        .await
+        .unwrap();
+
+    // SOP Instance UIDs that are not UIDs: refused, and not echoed.
+    let long = "1.".repeat(30_000) + "1";
+    for bad in [
+        long.as_str(),
+        "1.2.../../etc/passwd",
+        "1.2.3\u{1b}[31m",
+        "1.2.3\r\nX: y",
+    ] {
+        let err = client
+            .analyze(pb::AnalyzeRequest {
+                dicom: with_uids(&film, &study, bad),
+                options: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad:?}: {err}");
+        assert!(!err.message().contains("passwd") && err.message().len() < 200);
+    }
+    // A Study Instance UID that is not one: the image is still filed, in a
+    // study of its own, without the bad value.
+    let r = client
+        .analyze(pb::AnalyzeRequest {
+            dicom: with_uids(&film, "1.2.3/../../x", "1.2.826.0.1.3680043.10.54321.1"),
+            options: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.identity.unwrap().study_instance_uid,
+        "no-study:1.2.826.0.1.3680043.10.54321.1"
+    );
+
+    let err = client
+        .get_study(pb::GetStudyRequest {
+            study_instance_uid: long.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().len() < 200, "the UID is not echoed");
+
+    // An oversized or control-laden `by` is refused; the worklist still
+    // lists for everyone.
+    for by in ["x".repeat(1 << 20), "dr.lan\u{0}".to_string()] {
+        let err = client
+            .update_status(pb::UpdateStatusRequest {
+                study_instance_uid: study.clone(),
+                status: pb::StudyStatus::Claimed as i32,
+                by,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    }
+    let page = client
+        .list_worklist(pb::ListWorklistRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(page.studies.iter().any(|s| s.study_instance_uid == study));
+
+    // Sequence numbers and timestamps out of range do not wrap.
+    let err = client
+        .watch_worklist(pb::WatchWorklistRequest {
+            after_sequence: 1 << 63,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let err = client
+        .list_worklist(pb::ListWorklistRequest {
+            received_after: Some(prost_types::Timestamp {
+                seconds: 1 << 62,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let _ = sop;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_critical_image_after_the_study_was_read_reopens_it() {
+    let data = tempfile::tempdir().unwrap();
+    let (routine, study, _) = synth(8201, false, ViewChoice::Pa);
+    let (positive, _, _) = synth(8202, true, ViewChoice::Pa);
+    let late = with_uids(&positive, &study, "1.2.826.0.1.3680043.10.54321.2");
+    let running = start(config(data.path())).await;
+    let ch = channel(running.addr).await;
+    wait_serving(ch.clone(), &routine).await;
+    let mut client = TriageClient::new(ch);
+    let first = client
+        .analyze(pb::AnalyzeRequest {
+            dicom: routine,
+            options: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        first.study_priority.unwrap().priority,
+        pb::Priority::Routine as i32
+    );
+    client
+        .update_status(pb::UpdateStatusRequest {
+            study_instance_uid: study.clone(),
+            status: pb::StudyStatus::Read as i32,
+            by: "dr.lan".into(),
+        })
+        .await
+        .unwrap();
+    let listed = |page: &pb::ListWorklistResponse| {
+        page.studies
+            .iter()
+            .find(|s| s.study_instance_uid == study)
+            .cloned()
+    };
+    let page = client
+        .list_worklist(pb::ListWorklistRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed(&page).is_none(), "a read study leaves the worklist");
+
+    let r = client
+        .analyze(pb::AnalyzeRequest {
+            dicom: late,
+            options: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let raised = r.study_priority.unwrap().priority;
+    assert!(
+        raised >= pb::Priority::Urgent as i32,
+        "the late film: {raised}"
+    );
+    let page = client
+        .list_worklist(pb::ListWorklistRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let back = listed(&page).expect("the study is back on the default worklist");
+    assert_eq!(back.status, pb::StudyStatus::New as i32);
+    assert!(back.reopened_at.is_some());
+    assert!(
+        back.reopened_reason.contains("after the study was read"),
+        "{}",
+        back.reopened_reason
+    );
+    running.stop().await;
+}
