@@ -2,6 +2,7 @@
 //! the library stage that does the work.
 
 mod analyze;
+mod audit;
 mod bench;
 mod evaluate;
 mod inspect;
@@ -16,6 +17,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use analyze::AnalyzeArgs;
+pub use audit::AuditArgs;
 pub use bench::BenchArgs;
 pub use evaluate::EvaluateArgs;
 pub use inspect::InspectArgs;
@@ -71,6 +73,9 @@ pub enum Command {
     /// Benchmark this machine: decode, preprocess, inference per batch size
     /// and the whole pipeline under N workers, on the provider it gets.
     Bench(BenchArgs),
+    /// The audit trail of who read and changed what: `verify` checks its
+    /// hash chain, `show` prints the latest records.
+    Audit(AuditArgs),
 }
 
 impl Command {
@@ -86,6 +91,7 @@ impl Command {
             Command::Evaluate(args) => cxr_campaign::evaluate::run(&args.options()),
             Command::Report(args) => cxr_campaign::report::run(&args.options()),
             Command::Bench(args) => cxr_campaign::bench::run(&args.options()),
+            Command::Audit(args) => audit::run(&args),
         }
     }
 }

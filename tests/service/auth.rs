@@ -313,4 +313,53 @@ async fn every_method_checks_the_caller_and_their_role() {
         .unwrap_err();
     assert!(!err.message().contains(&forged[..20]), "{}", err.message());
     running.stop().await;
+
+    // Every read, change and refusal is in the audit trail, whose chain
+    // verifies; tampering with the file is found.
+    let store = cxr_worklist::SqliteStore::open(&data.path().join("worklist.sqlite")).unwrap();
+    use cxr_worklist::WorklistStore;
+    let records = store.audit_after(0, 10_000).unwrap();
+    let has = |who: &str, action: &str, outcome: &str| {
+        records
+            .iter()
+            .any(|r| r.entry.who == who && r.entry.action == action && r.entry.outcome == outcome)
+    };
+    assert!(has("dr.lan", "GetStudy", "OK"), "reads are audited");
+    assert!(
+        has("dr.lan", "UpdateStatus:READING", "OK"),
+        "changes are audited"
+    );
+    assert!(has("pacs-gw", "Analyze", "OK"));
+    assert!(
+        has("dr.lan", "Analyze", "PERMISSION_DENIED"),
+        "refusals too"
+    );
+    assert!(has("unauthenticated", "ListWorklist", "UNAUTHENTICATED"));
+    let study_read = records
+        .iter()
+        .find(|r| r.entry.action == "GetStudy" && r.entry.outcome == "OK")
+        .unwrap();
+    assert_eq!(study_read.entry.object, format!("study:{study}"));
+    assert!(study_read.entry.address.starts_with("127.0.0.1:"));
+    drop(store);
+    let verify = |dir: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_cxr-triage"))
+            .args(["audit", "verify", "--data-dir"])
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    let out = verify(data.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let raw = rusqlite::Connection::open(data.path().join("worklist.sqlite")).unwrap();
+    raw.execute_batch("DROP TRIGGER audit_no_update;").unwrap();
+    raw.execute("UPDATE audit SET who = 'someone' WHERE seq = 2", [])
+        .unwrap();
+    let out = verify(data.path());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("BROKEN at record 2"));
 }

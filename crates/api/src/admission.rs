@@ -73,11 +73,13 @@ impl<S> Admitted<S> {
     }
 }
 
-/// The caller's identity, or the status that refuses the call.
+/// The caller's identity, or the status that refuses the call (with the
+/// identity when the caller is known but lacks the role).
+#[allow(clippy::result_large_err)]
 fn authorize(
     auth: &Authenticator,
     request: &http::Request<Body>,
-) -> Result<Identity, tonic::Status> {
+) -> Result<Identity, (tonic::Status, Option<Identity>)> {
     let authorization = request
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -92,14 +94,15 @@ fn authorize(
             authorization,
             peer_certificates: certificates.as_deref(),
         })
-        .map_err(|e| tonic::Status::unauthenticated(e.to_string()))?;
+        .map_err(|e| (tonic::Status::unauthenticated(e.to_string()), None))?;
     let needed = required_roles(request.uri().path());
     if !identity.may_any(needed) {
         let names: Vec<&str> = needed.iter().map(|r| r.as_str()).collect();
-        return Err(tonic::Status::permission_denied(format!(
+        let status = tonic::Status::permission_denied(format!(
             "this call needs the {} role",
             names.join(" or ")
-        )));
+        ));
+        return Err((status, Some(identity)));
     }
     Ok(identity)
 }
@@ -131,10 +134,50 @@ where
             Ok(identity) => {
                 request.extensions_mut().insert(identity);
             }
-            Err(status) => {
+            Err((status, known)) => {
                 metrics::counter!("cxr_requests_failed_total", "code" => format!("{:?}", status.code()))
                     .increment(1);
-                return Box::pin(async move { Ok(status.into_http()) });
+                // A refused attempt is audited too: who it claimed to be is
+                // unknown, where it came from and what it wanted are not.
+                let address = request
+                    .extensions()
+                    .get::<tonic::transport::server::TcpConnectInfo>()
+                    .and_then(|c| c.remote_addr())
+                    .or_else(|| {
+                        request
+                            .extensions()
+                            .get::<tonic::transport::server::TlsConnectInfo<
+                                tonic::transport::server::TcpConnectInfo,
+                            >>()
+                            .and_then(|t| t.get_ref().remote_addr())
+                    })
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                let entry = cxr_worklist::AuditEntry {
+                    at_ms: cxr_worklist::now_ms(),
+                    who: known
+                        .as_ref()
+                        .map_or_else(|| "unauthenticated".into(), |i| i.subject.clone()),
+                    roles: known.as_ref().map(Identity::roles_text).unwrap_or_default(),
+                    method: String::new(),
+                    action: request
+                        .uri()
+                        .path()
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(64)
+                        .collect(),
+                    object: String::new(),
+                    address,
+                    outcome: super::code_name(status.code()),
+                };
+                let store = Arc::clone(self.pipeline.store());
+                return Box::pin(async move {
+                    let _ = tokio::task::spawn_blocking(move || store.audit(&entry)).await;
+                    Ok(status.into_http())
+                });
             }
         }
         if GATED.contains(&request.uri().path()) {

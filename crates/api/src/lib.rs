@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use cxr_findings::{overlay, Heatmap};
 use cxr_pipeline::{Pipeline, PipelineError};
-use cxr_worklist::{now_ms, EventKind, ListQuery, StoreError};
+use cxr_worklist::{now_ms, AuditEntry, EventKind, ListQuery, StoreError};
 
 /// Generated protobuf types and gRPC stubs of `cxr_triage.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -55,6 +55,40 @@ impl TriageApi {
             pipeline,
             max_stream_bytes,
         }
+    }
+
+    /// Writes one audit record; a call whose access cannot be recorded does
+    /// not hand out patient data.
+    async fn audit(
+        &self,
+        caller: &Caller,
+        action: impl Into<String>,
+        object: String,
+        outcome: String,
+    ) -> Result<(), Status> {
+        let entry = audit_entry(caller, action.into(), object, outcome);
+        let store = Arc::clone(self.pipeline.store());
+        blocking(move || store.audit(&entry)).await.map_err(|e| {
+            tracing::error!(error = %e, "audit trail write failed");
+            Status::unavailable("the audit trail cannot be written; retry later")
+        })?;
+        Ok(())
+    }
+
+    /// Runs `call` and records it in the audit trail with its outcome; the
+    /// object it concerns comes from the request (or, for uploads, from the
+    /// result).
+    async fn audited<T>(
+        &self,
+        caller: &Caller,
+        action: impl Into<String>,
+        object: impl FnOnce(&Result<T, Status>) -> String,
+        result: Result<T, Status>,
+    ) -> Result<T, Status> {
+        let outcome = outcome_of(&result);
+        let object = object(&result);
+        self.audit(caller, action, object, outcome).await?;
+        result
     }
 
     async fn analyze_bytes(
@@ -122,6 +156,89 @@ fn admission_of<T>(request: &Request<T>) -> Option<cxr_pipeline::Admission> {
 }
 
 /// Maps pipeline failures to gRPC codes.
+/// Who is calling and from where, taken from a request before its body is
+/// consumed (for the audit trail).
+struct Caller {
+    identity: Option<cxr_auth::Identity>,
+    address: String,
+}
+
+impl Caller {
+    fn of<T>(request: &Request<T>) -> Caller {
+        Caller {
+            identity: request.extensions().get::<cxr_auth::Identity>().cloned(),
+            address: request
+                .remote_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The audit entry of a call.
+fn audit_entry(caller: &Caller, action: String, object: String, outcome: String) -> AuditEntry {
+    let (who, roles, method) = match &caller.identity {
+        Some(i) => (
+            i.subject.clone(),
+            i.roles_text(),
+            match i.method {
+                cxr_auth::Method::Token => "token",
+                cxr_auth::Method::Certificate => "certificate",
+                cxr_auth::Method::Open => "open",
+            },
+        ),
+        None => ("anonymous".into(), String::new(), "open"),
+    };
+    AuditEntry {
+        at_ms: now_ms(),
+        who,
+        roles,
+        method: method.into(),
+        action,
+        object,
+        address: caller.address.clone(),
+        outcome,
+    }
+}
+
+/// The image an upload concerns (from its result), for the audit trail.
+fn analyzed_object(result: &Result<Response<pb::AnalyzeResponse>, Status>) -> String {
+    match result {
+        Ok(r) => r
+            .get_ref()
+            .identity
+            .as_ref()
+            .map(|i| {
+                format!(
+                    "study:{} image:{}",
+                    i.study_instance_uid, i.sop_instance_uid
+                )
+            })
+            .unwrap_or_default(),
+        Err(_) => "upload".into(),
+    }
+}
+
+/// `OK`, or the refusal's code, for the audit trail.
+fn outcome_of<T>(result: &Result<T, Status>) -> String {
+    match result {
+        Ok(_) => "OK".into(),
+        Err(s) => code_name(s.code()),
+    }
+}
+
+/// A gRPC status code as the specification names it (`PERMISSION_DENIED`).
+pub(crate) fn code_name(code: tonic::Code) -> String {
+    let mut name = String::new();
+    for (i, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
+}
+
 /// Longest `by` (a user name) accepted in UpdateStatus.
 const MAX_BY: usize = 128;
 
@@ -209,8 +326,12 @@ impl pb::triage_server::Triage for TriageApi {
         request: Request<pb::AnalyzeRequest>,
     ) -> Result<Response<pb::AnalyzeResponse>, Status> {
         let admission = admission_of(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
-        self.analyze_bytes(admission, request.dicom, request.options)
+        let result = self
+            .analyze_bytes(admission, request.dicom, request.options)
+            .await;
+        self.audited(&caller, "Analyze", analyzed_object, result)
             .await
     }
 
@@ -219,6 +340,7 @@ impl pb::triage_server::Triage for TriageApi {
         request: Request<Streaming<pb::AnalyzeChunk>>,
     ) -> Result<Response<pb::AnalyzeResponse>, Status> {
         let admission = admission_of(&request);
+        let caller = Caller::of(&request);
         let mut stream = request.into_inner();
         let mut bytes = Vec::new();
         let mut options = None;
@@ -238,13 +360,16 @@ impl pb::triage_server::Triage for TriageApi {
         if bytes.is_empty() {
             return Err(Status::invalid_argument("no data"));
         }
-        self.analyze_bytes(admission, bytes, options).await
+        let result = self.analyze_bytes(admission, bytes, options).await;
+        self.audited(&caller, "AnalyzeStream", analyzed_object, result)
+            .await
     }
 
     async fn list_worklist(
         &self,
         request: Request<pb::ListWorklistRequest>,
     ) -> Result<Response<pb::ListWorklistResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let query = ListQuery {
             priorities: r
@@ -262,7 +387,12 @@ impl pb::triage_server::Triage for TriageApi {
             page_token: Some(r.page_token).filter(|t| !t.is_empty()),
         };
         let store = Arc::clone(self.pipeline.store());
-        let page = blocking(move || store.list(&query)).await?;
+        let page = blocking(move || store.list(&query)).await;
+        let listed = |r: &Result<cxr_worklist::Page, Status>| match r {
+            Ok(p) => format!("worklist: {} studies", p.studies.len()),
+            Err(_) => "worklist".into(),
+        };
+        let page = self.audited(&caller, "ListWorklist", listed, page).await?;
         Ok(Response::new(pb::ListWorklistResponse {
             studies: page
                 .studies
@@ -278,9 +408,12 @@ impl pb::triage_server::Triage for TriageApi {
         &self,
         request: Request<pb::GetStudyRequest>,
     ) -> Result<Response<pb::Study>, Status> {
+        let caller = Caller::of(&request);
         let uid = study_uid_arg(request.into_inner().study_instance_uid)?;
         let store = Arc::clone(self.pipeline.store());
-        let (study, images) = blocking(move || store.get_study(&uid)).await?;
+        let object = format!("study:{uid}");
+        let found = blocking(move || store.get_study(&uid)).await;
+        let (study, images) = self.audited(&caller, "GetStudy", |_| object, found).await?;
         let images = images.iter().map(convert::stored_image).collect();
         Ok(Response::new(convert::study(&study, images)))
     }
@@ -291,7 +424,15 @@ impl pb::triage_server::Triage for TriageApi {
         &self,
         request: Request<pb::WatchWorklistRequest>,
     ) -> Result<Response<EventStream>, Status> {
+        let caller = Caller::of(&request);
         let after = request.into_inner().after_sequence;
+        self.audit(
+            &caller,
+            "WatchWorklist",
+            "worklist: watch".into(),
+            "OK".into(),
+        )
+        .await?;
         if after > i64::MAX as u64 {
             return Err(Status::invalid_argument(
                 "after_sequence is beyond any sequence number",
@@ -371,6 +512,7 @@ impl pb::triage_server::Triage for TriageApi {
         request: Request<pb::UpdateStatusRequest>,
     ) -> Result<Response<pb::Study>, Status> {
         let identity = request.extensions().get::<cxr_auth::Identity>().cloned();
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let status = pb::StudyStatus::try_from(r.status)
             .ok()
@@ -394,8 +536,10 @@ impl pb::triage_server::Triage for TriageApi {
         let uid = study_uid_arg(r.study_instance_uid)?;
         let store = Arc::clone(self.pipeline.store());
         let at = now_ms();
-        let (study, sequence) =
-            blocking(move || store.update_status(&uid, status, &by, at)).await?;
+        let object = format!("study:{uid}");
+        let changed = blocking(move || store.update_status(&uid, status, &by, at)).await;
+        let action = format!("UpdateStatus:{}", status.as_str());
+        let (study, sequence) = self.audited(&caller, action, |_| object, changed).await?;
         self.pipeline.publish(cxr_worklist::Event {
             sequence,
             kind: EventKind::StatusChanged,
@@ -410,6 +554,7 @@ impl pb::triage_server::Triage for TriageApi {
         &self,
         request: Request<pb::GetHeatmapRequest>,
     ) -> Result<Response<pb::HeatmapImage>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let Some(finding) = convert::finding_of_request(&r.finding_id, r.finding) else {
             return Err(Status::invalid_argument(
@@ -423,12 +568,16 @@ impl pb::triage_server::Triage for TriageApi {
         };
         let store = Arc::clone(self.pipeline.store());
         let sop = uid_arg("sop_instance_uid", r.sop_instance_uid.clone())?;
-        let (stored, preview) = blocking(move || {
+        let object = format!("image:{sop}");
+        let fetched = blocking(move || {
             let h = store.heatmap(&sop, &finding)?;
             let p = store.preview(&sop).ok();
             Ok((h, p))
         })
-        .await?;
+        .await;
+        let (stored, preview) = self
+            .audited(&caller, "GetHeatmap", |_| object, fetched)
+            .await?;
         let heatmap = Heatmap {
             grid_width: stored.grid_width as usize,
             grid_height: stored.grid_height as usize,

@@ -393,6 +393,132 @@ pub trait WorklistStore: Send + Sync {
     fn events_after(&self, sequence: u64, limit: u32) -> Result<Vec<Event>, StoreError>;
     /// Studies, by priority, among open (not read, not dismissed) studies.
     fn open_counts(&self) -> Result<Vec<(Priority, u64)>, StoreError>;
+    /// Appends to the audit trail (durable when it returns); its sequence.
+    fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError>;
+    /// Audit records after `sequence`, oldest first, at most `limit`.
+    fn audit_after(&self, sequence: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+/// One access to patient data or one change, for the audit trail: who (and
+/// with which roles, authenticated how, from where), what, on which study
+/// or image, and how it ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When, ms since the epoch.
+    pub at_ms: i64,
+    /// The caller: a user name, a certificate's common name, a DICOM
+    /// calling AE, or `anonymous`.
+    pub who: String,
+    /// Their roles, comma-separated.
+    pub roles: String,
+    /// How they were identified: `token`, `certificate`, `open`, `dicom`.
+    pub method: String,
+    /// What was done, e.g. `GetStudy`, `UpdateStatus:READ`, `Analyze`.
+    pub action: String,
+    /// The study or image concerned (`study:UID`, `image:UID`), or what was
+    /// listed.
+    pub object: String,
+    /// The caller's network address.
+    pub address: String,
+    /// `ok`, or the refusal (`PERMISSION_DENIED`, `NOT_FOUND`, …).
+    pub outcome: String,
+}
+
+/// A stored audit record: the entry, its sequence, and its link in the
+/// hash chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Sequence number (1, 2, …, no gaps).
+    pub sequence: u64,
+    /// The entry.
+    #[serde(flatten)]
+    pub entry: AuditEntry,
+    /// The previous record's hash (64 zeros for the first).
+    pub prev_hash: String,
+    /// SHA-256 over the previous hash, the sequence and the entry.
+    pub hash: String,
+}
+
+impl AuditRecord {
+    /// The hash this record must carry, given the previous one's.
+    pub fn chain_hash(prev_hash: &str, sequence: u64, e: &AuditEntry) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for field in [
+            prev_hash,
+            &sequence.to_string(),
+            &e.at_ms.to_string(),
+            &e.who,
+            &e.roles,
+            &e.method,
+            &e.action,
+            &e.object,
+            &e.address,
+            &e.outcome,
+        ] {
+            // Length-prefixed, so that no two entries hash alike by moving
+            // text between fields.
+            h.update((field.len() as u64).to_le_bytes());
+            h.update(field.as_bytes());
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The audit trail checked end to end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditVerdict {
+    /// Every record links to the one before and hashes as stored.
+    Intact {
+        /// Records checked.
+        records: u64,
+    },
+    /// The first record that does not (changed, inserted, or after a
+    /// deleted one).
+    Broken {
+        /// Its sequence number (or the expected one, for a gap).
+        sequence: u64,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// Walks the whole audit trail of `store` and checks its hash chain.
+pub fn verify_audit(store: &dyn WorklistStore) -> Result<AuditVerdict, StoreError> {
+    let mut prev = "0".repeat(64);
+    let mut expected = 1u64;
+    let mut after = 0u64;
+    loop {
+        let batch = store.audit_after(after, 1000)?;
+        if batch.is_empty() {
+            return Ok(AuditVerdict::Intact {
+                records: expected - 1,
+            });
+        }
+        for r in batch {
+            if r.sequence != expected {
+                return Ok(AuditVerdict::Broken {
+                    sequence: expected,
+                    why: format!("record {expected} is missing"),
+                });
+            }
+            if r.prev_hash != prev {
+                return Ok(AuditVerdict::Broken {
+                    sequence: r.sequence,
+                    why: "does not link to the record before".into(),
+                });
+            }
+            if AuditRecord::chain_hash(&prev, r.sequence, &r.entry) != r.hash {
+                return Ok(AuditVerdict::Broken {
+                    sequence: r.sequence,
+                    why: "its content does not match its hash".into(),
+                });
+            }
+            prev = r.hash;
+            after = r.sequence;
+            expected += 1;
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch now.

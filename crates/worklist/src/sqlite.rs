@@ -6,9 +6,9 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{
-    Event, EventKind, ImageIdentity, ImageRecord, ListQuery, Page, StoreError, Stored,
-    StoredHeatmap, StoredImage, StoredReason, StoredResult, StudyStatus, StudySummary,
-    WorklistStore,
+    AuditEntry, AuditRecord, Event, EventKind, ImageIdentity, ImageRecord, ListQuery, Page,
+    StoreError, Stored, StoredHeatmap, StoredImage, StoredReason, StoredResult, StudyStatus,
+    StudySummary, WorklistStore,
 };
 use cxr_findings::priority::{self, Priority, PriorityAssessment, Unread};
 use cxr_findings::NotAnalyzed;
@@ -68,6 +68,24 @@ const MIGRATIONS: &[&str] = &[
     // 2: a read or dismissed study reopened by new evidence, and why.
     "ALTER TABLE studies ADD COLUMN reopened_at INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE studies ADD COLUMN reopened_reason TEXT NOT NULL DEFAULT '';",
+    // 3: the audit trail, append-only and hash-chained.
+    "CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        who TEXT NOT NULL,
+        roles TEXT NOT NULL,
+        method TEXT NOT NULL,
+        action TEXT NOT NULL,
+        object TEXT NOT NULL,
+        address TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
 ];
 
 /// SQLite-backed [`WorklistStore`].
@@ -650,6 +668,75 @@ impl WorklistStore for SqliteStore {
         let sequence = insert_event(&tx, EventKind::StatusChanged, study_uid, "", at_ms)?;
         tx.commit().map_err(db)?;
         Ok((load_study(&conn, study_uid)?, sequence))
+    }
+
+    fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(db)?;
+        let (last, prev): (i64, String) = tx
+            .query_row(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db)?
+            .unwrap_or((0, "0".repeat(64)));
+        let sequence = last as u64 + 1;
+        let hash = AuditRecord::chain_hash(&prev, sequence, entry);
+        tx.execute(
+            "INSERT INTO audit (seq, at, who, roles, method, action, object, address, outcome,
+                                prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                sequence as i64,
+                entry.at_ms,
+                entry.who,
+                entry.roles,
+                entry.method,
+                entry.action,
+                entry.object,
+                entry.address,
+                entry.outcome,
+                prev,
+                hash
+            ],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(sequence)
+    }
+
+    fn audit_after(&self, sequence: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, at, who, roles, method, action, object, address, outcome, prev_hash, hash
+                 FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(db)?;
+        let records = stmt
+            .query_map(params![sequence.min(i64::MAX as u64) as i64, limit], |r| {
+                Ok(AuditRecord {
+                    sequence: r.get::<_, i64>(0)? as u64,
+                    entry: AuditEntry {
+                        at_ms: r.get(1)?,
+                        who: r.get(2)?,
+                        roles: r.get(3)?,
+                        method: r.get(4)?,
+                        action: r.get(5)?,
+                        object: r.get(6)?,
+                        address: r.get(7)?,
+                        outcome: r.get(8)?,
+                    },
+                    prev_hash: r.get(9)?,
+                    hash: r.get(10)?,
+                })
+            })
+            .map_err(db)?
+            .collect::<Result<_, _>>()
+            .map_err(db)?;
+        Ok(records)
     }
 
     fn heatmap(&self, sop_uid: &str, finding: &FindingId) -> Result<StoredHeatmap, StoreError> {

@@ -410,3 +410,71 @@ fn new_evidence_reopens_a_read_or_dismissed_study() {
     assert_eq!(stored.study.status, StudyStatus::New);
     assert!(stored.study.reopened_reason.contains("dismissed"));
 }
+
+fn entry(who: &str, action: &str, object: &str, at: i64) -> cxr_worklist::AuditEntry {
+    cxr_worklist::AuditEntry {
+        at_ms: at,
+        who: who.into(),
+        roles: "reader".into(),
+        method: "token".into(),
+        action: action.into(),
+        object: object.into(),
+        address: "127.0.0.1:50000".into(),
+        outcome: "ok".into(),
+    }
+}
+
+#[test]
+fn the_audit_trail_is_append_only_and_tampering_breaks_its_chain() {
+    use cxr_worklist::{verify_audit, AuditVerdict};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("worklist.sqlite");
+    let store = SqliteStore::open(&path).unwrap();
+    for i in 1..=5 {
+        let seq = store
+            .audit(&entry("dr.lan", "GetStudy", &format!("study:1.2.{i}"), i))
+            .unwrap();
+        assert_eq!(seq, i as u64);
+    }
+    assert_eq!(
+        verify_audit(&store).unwrap(),
+        AuditVerdict::Intact { records: 5 }
+    );
+    let records = store.audit_after(0, 100).unwrap();
+    assert_eq!(records[1].prev_hash, records[0].hash);
+
+    // The database refuses changes and deletions outright.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    assert!(raw
+        .execute("UPDATE audit SET who = 'x' WHERE seq = 2", [])
+        .is_err());
+    assert!(raw.execute("DELETE FROM audit WHERE seq = 2", []).is_err());
+
+    // Someone with the file who drops the guards and rewrites a record is
+    // found out, as is a deleted record.
+    raw.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
+        .unwrap();
+    raw.execute("UPDATE audit SET who = 'nobody' WHERE seq = 3", [])
+        .unwrap();
+    match verify_audit(&store).unwrap() {
+        AuditVerdict::Broken { sequence, why } => {
+            assert_eq!(sequence, 3);
+            assert!(why.contains("hash"), "{why}");
+        }
+        other => panic!("tampering not found: {other:?}"),
+    }
+    raw.execute("UPDATE audit SET who = 'dr.lan' WHERE seq = 3", [])
+        .unwrap();
+    assert!(matches!(
+        verify_audit(&store).unwrap(),
+        AuditVerdict::Intact { records: 5 }
+    ));
+    raw.execute("DELETE FROM audit WHERE seq = 4", []).unwrap();
+    assert_eq!(
+        verify_audit(&store).unwrap(),
+        AuditVerdict::Broken {
+            sequence: 4,
+            why: "record 4 is missing".into()
+        }
+    );
+}
