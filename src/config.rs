@@ -49,8 +49,12 @@ pub struct Limits {
     /// before their bytes are read. Memory held by uploads is at most this
     /// many times the size limits above.
     pub max_concurrent_analyses: usize,
-    /// Longest time one request may take, seconds.
+    /// Longest time one request may take, seconds (not `WatchWorklist`
+    /// streams, which last until the client or the service ends them).
     pub request_timeout_s: u64,
+    /// `WatchWorklist` streams open at once; more are refused with
+    /// RESOURCE_EXHAUSTED.
+    pub max_watchers: usize,
 }
 
 impl Default for Limits {
@@ -60,6 +64,7 @@ impl Default for Limits {
             max_stream_mib: 128,
             max_concurrent_analyses: 16,
             request_timeout_s: 120,
+            max_watchers: cxr_api::DEFAULT_MAX_WATCHERS,
         }
     }
 }

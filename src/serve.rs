@@ -138,11 +138,18 @@ pub async fn run(
     }
 
     // DICOM listener and results back to PACS, when `[dicom] enabled`.
-    let pacs =
-        cxr_pacs::Pacs::start(&config.dicom, &config.data_dir, Arc::clone(&pipeline)).await?;
+    let pacs = cxr_pacs::Pacs::start(
+        &config.dicom,
+        &config.data_dir,
+        Arc::clone(&pipeline),
+        Arc::clone(&auth),
+    )
+    .await?;
 
     let max_message = config.limits.max_message_mib << 20;
-    let api = TriageApi::new(Arc::clone(&pipeline), config.limits.max_stream_mib << 20);
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let api = TriageApi::new(Arc::clone(&pipeline), config.limits.max_stream_mib << 20)
+        .with_watch_limits(config.limits.max_watchers, stopping);
     let triage = TriageServer::new(api)
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
@@ -184,11 +191,18 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
-        .add_service(Admitted::new(triage, Arc::clone(&pipeline), auth))
+        .add_service(Admitted::new(
+            triage,
+            Arc::clone(&pipeline),
+            Arc::clone(&auth),
+        ))
         .serve_with_incoming_shutdown(incoming, async move {
             if let Ok(Some(e)) = stop_rx.await {
                 let _ = error_tx.send(e).await;
             }
+            // Open worklist watches end now, so that they do not hold the
+            // shutdown up.
+            let _ = stopping_tx.send(true);
             tracing::info!("shutting down: finishing in-flight requests");
         })
         .await
@@ -212,6 +226,16 @@ fn check_exposure(config: &ServiceConfig) -> anyhow::Result<()> {
     let listen = config.listen;
     let exposed = !listen.ip().is_loopback();
     let protected = config.tls.is_some() && config.auth.enabled;
+    // STOW-RS (plain HTTP) beyond loopback needs authentication at least;
+    // TLS is then a proxy's job (docs/security.md).
+    if let Some(stow) = config.dicom.stow_listen.filter(|_| config.dicom.enabled) {
+        if !stow.ip().is_loopback() && !config.auth.enabled && !config.auth.insecure {
+            anyhow::bail!(
+                "STOW-RS on {stow} without authentication would let anyone on the network file images: \
+                 configure [auth] (docs/security.md), or set auth.insecure = true to accept the risk"
+            );
+        }
+    }
     if !exposed || protected {
         return Ok(());
     }

@@ -363,3 +363,72 @@ async fn every_method_checks_the_caller_and_their_role() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("BROKEN at record 2"));
 }
+
+/// STOW-RS asks the same questions: 401 without a valid token, 403
+/// without the uploader role, stored with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stow_rs_needs_an_uploader() {
+    use std::sync::Arc;
+    let keys = tempfile::tempdir().unwrap();
+    let (provider, public) = key_pair(keys.path(), "provider");
+    let auth = Arc::new(
+        cxr_auth::Authenticator::new(&AuthConfig {
+            enabled: true,
+            tokens: Some(TokenConfig {
+                issuer: ISSUER.into(),
+                audience: "cxr-triage".into(),
+                public_keys: vec![public],
+                ..TokenConfig::default()
+            }),
+            ..AuthConfig::default()
+        })
+        .unwrap(),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let (pipeline, _store) = crate::pacs_support::pipeline(data.path());
+    crate::pacs_support::warm(&pipeline).await;
+    let mut dicom = crate::pacs_support::dicom_config();
+    let stow_at: std::net::SocketAddr = format!("127.0.0.1:{}", crate::pacs_support::free_port())
+        .parse()
+        .unwrap();
+    dicom.stow_listen = Some(stow_at);
+    let pacs = cxr_pacs::Pacs::start(&dicom, data.path(), Arc::clone(&pipeline), auth)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let (film, _, _) = synth(8401, false, ViewChoice::Pa);
+    let boundary = "cxr-auth-test";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").as_bytes(),
+    );
+    body.extend_from_slice(&film);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let content_type =
+        format!("multipart/related; type=\"application/dicom\"; boundary={boundary}");
+    let later = now() + 600;
+    let post = |token: Option<String>| {
+        let extra: Vec<String> = token
+            .map(|t| vec![format!("Authorization: Bearer {t}")])
+            .unwrap_or_default();
+        crate::pacs_support::http_with(
+            stow_at,
+            "POST",
+            "/studies",
+            &content_type,
+            &extra,
+            &body,
+            None,
+        )
+        .unwrap()
+        .0
+    };
+    assert_eq!(post(None), 401, "no credentials");
+    assert_eq!(post(Some("not.a.token".into())), 401);
+    let reader = token(&provider, ISSUER, "dr.lan", &["reader"], later);
+    assert_eq!(post(Some(reader)), 403);
+    let uploader = token(&provider, ISSUER, "modality-1", &["uploader"], later);
+    assert_eq!(post(Some(uploader)), 200, "an uploader stores");
+    pacs.shutdown().await;
+}

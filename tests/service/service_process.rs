@@ -688,3 +688,43 @@ async fn patient_data_on_disk_is_readable_by_the_service_only() {
     assert!(seen >= 1, "the worklist database at least");
     assert!(data.join("worklist.sqlite").exists());
 }
+
+/// Worklist watches are capped, and an open one does not hold up a
+/// SIGTERM: the service stops within seconds and the stream ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watches_are_capped_and_end_on_shutdown() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[], &[("CXR_LIMITS_MAX_WATCHERS", "2".into())]);
+    let ch = plain_channel(server.addr).await;
+    wait_serving(ch.clone()).await;
+    let mut client = TriageClient::new(ch);
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        open.push(
+            client
+                .watch_worklist(pb::WatchWorklistRequest { after_sequence: 0 })
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    let third = client
+        .watch_worklist(pb::WatchWorklistRequest { after_sequence: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!(third.code(), tonic::Code::ResourceExhausted);
+
+    let started = Instant::now();
+    server.terminate();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "SIGTERM with open watches took {:?}",
+        started.elapsed()
+    );
+    for mut stream in open {
+        // The stream ends (cleanly or with the connection) instead of
+        // hanging.
+        let end = tokio::time::timeout(Duration::from_secs(5), stream.message()).await;
+        assert!(end.is_ok(), "a watch outlived the service");
+    }
+}

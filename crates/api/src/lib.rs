@@ -38,6 +38,9 @@ pub use pb::triage_server::TriageServer;
 /// Numbers requests in logs.
 static NEXT_REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// `WatchWorklist` streams open at once unless configured.
+pub const DEFAULT_MAX_WATCHERS: usize = 64;
+
 /// Default longest side of overlays in responses.
 const OVERLAY_DEFAULT: u32 = 512;
 
@@ -45,6 +48,8 @@ const OVERLAY_DEFAULT: u32 = 512;
 pub struct TriageApi {
     pipeline: Arc<Pipeline>,
     max_stream_bytes: usize,
+    watchers: Arc<tokio::sync::Semaphore>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl TriageApi {
@@ -54,7 +59,22 @@ impl TriageApi {
         TriageApi {
             pipeline,
             max_stream_bytes,
+            watchers: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_WATCHERS)),
+            shutdown: tokio::sync::watch::channel(false).1,
         }
+    }
+
+    /// At most `max` `WatchWorklist` streams open at once (more are refused
+    /// with RESOURCE_EXHAUSTED), and every one ends when `shutdown` turns
+    /// true.
+    pub fn with_watch_limits(
+        mut self,
+        max: usize,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> TriageApi {
+        self.watchers = Arc::new(tokio::sync::Semaphore::new(max.max(1)));
+        self.shutdown = shutdown;
+        self
     }
 
     /// Writes one audit record; a call whose access cannot be recorded does
@@ -438,21 +458,30 @@ impl pb::triage_server::Triage for TriageApi {
                 "after_sequence is beyond any sequence number",
             ));
         }
-        // Subscribe first, then read the backlog: nothing falls in between.
+        // A bounded number of watchers; each holds its permit while open.
+        let permit = Arc::clone(&self.watchers)
+            .try_acquire_owned()
+            .map_err(|_| {
+                let mut s =
+                    Status::resource_exhausted("too many open worklist watches; retry later");
+                s.metadata_mut()
+                    .insert("retry-after-ms", "5000".parse().expect("ascii"));
+                s
+            })?;
+        let mut shutdown = self.shutdown.clone();
+        // Subscribe first, then read where the log ends: nothing falls in
+        // between, and a new watcher never loads the whole log.
         let mut live = self.pipeline.subscribe();
         let store = Arc::clone(self.pipeline.store());
         let start = if after == 0 {
             let s = Arc::clone(&store);
-            blocking(move || {
-                s.events_after(0, u32::MAX)
-                    .map(|e| e.last().map(|e| e.sequence).unwrap_or(0))
-            })
-            .await?
+            blocking(move || s.last_sequence()).await?
         } else {
             after
         };
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
+            let _permit = permit;
             let mut last = start;
             let send_range = |from: u64| {
                 let store = Arc::clone(&store);
@@ -492,10 +521,15 @@ impl pb::triage_server::Triage for TriageApi {
                         }
                     }
                 }
-                // Wait for the next commit (or a lag notice), then catch up.
-                match live.recv().await {
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                // Wait for the next commit (or a lag notice), then catch up;
+                // end the stream when the service shuts down, so that it
+                // does not hold the shutdown up.
+                tokio::select! {
+                    next = live.recv() => match next {
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = shutdown.wait_for(|stopping| *stopping) => return,
                 }
                 if tx.is_closed() {
                     return;

@@ -1,3 +1,5 @@
+//! # cxr-campaign: campaign tools over the one analysis path
+//!
 //! Screening campaigns: `cxr-triage score` rescores folders of DICOM files
 //! (resumable, shardable, bounded memory) and `cxr-triage evaluate` measures
 //! the results against ground truth and chooses site operating points;

@@ -1,4 +1,6 @@
-//! Triage: a model's raw outputs become findings — calibrated scores,
+//! # cxr-findings: the triage room
+//!
+//! A model's raw outputs become findings — calibrated scores,
 //! positives at the operating points, and heatmaps and regions on the
 //! original image's pixels.
 //!

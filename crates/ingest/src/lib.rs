@@ -1,4 +1,8 @@
-//! DICOM ingest: bytes of a chest radiograph in, a [`Radiograph`] out.
+//! # cxr-ingest: the bottom of the pipeline
+//!
+//! DICOM ingest: bytes of a chest radiograph in, a [`Radiograph`] out. This
+//! crate depends on no other of the workspace and knows nothing of models,
+//! stores or transports (the fuzz target links it alone).
 //!
 //! **In:** a DICOM Part 10 object, from a file ([`read_file`]) or memory
 //! ([`read_bytes`]), with or without the 128-byte preamble, in any transfer

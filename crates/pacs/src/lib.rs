@@ -1,3 +1,5 @@
+//! # cxr-pacs: the DICOM transport
+//!
 //! PACS integration: DICOM in, AI results back to PACS.
 //!
 //! **In:** a PACS (or modality) auto-forwards chest radiographs by C-STORE
@@ -75,10 +77,12 @@ impl Pacs {
     /// Starts the listener, the spool workers, study grouping and (with a
     /// destination) the sender, when `config.enabled`; `None` otherwise.
     /// State lives under [`DicomConfig::state_dir`] of `data_dir`.
+    /// STOW-RS callers authenticate with `auth` and need the uploader role.
     pub async fn start(
         config: &DicomConfig,
         data_dir: &Path,
         pipeline: Arc<Pipeline>,
+        auth: Arc<cxr_auth::Authenticator>,
     ) -> anyhow::Result<Option<Pacs>> {
         if !config.enabled {
             return Ok(None);
@@ -139,6 +143,7 @@ impl Pacs {
             tasks.spawn(stow::serve(
                 listener,
                 Arc::clone(&intake),
+                auth,
                 config.max_object_mib,
                 config.max_associations,
                 std::time::Duration::from_secs(config.timeout_s * 5),

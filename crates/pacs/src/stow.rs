@@ -8,7 +8,7 @@
 //! PACS like any other image. The response is the DICOM JSON Store
 //! Instances Response: 200 when every instance was stored, 202 when some
 //! failed, 409 when none was stored, 400/413/415 for a request that cannot
-//! be read at all. The body is bounded (`max_object_mib` per part, 8 parts'
+//! be read at all. The body is bounded (`max_object_mib` per part, 2 parts'
 //! worth in all) and read before anything is spooled.
 
 use std::net::SocketAddr;
@@ -29,7 +29,7 @@ use super::uids;
 use cxr_ingest::RadiographMeta;
 
 /// Parts' worth of `max_object_mib` one request may carry.
-const MAX_PARTS_IN_BODY: u64 = 8;
+const MAX_PARTS_IN_BODY: u64 = 2;
 
 /// The calling "AE" recorded for objects received over STOW-RS.
 const STOW_SOURCE: &str = "STOW-RS";
@@ -51,9 +51,11 @@ enum PartOutcome {
 /// Serves STOW-RS on `listener` until `stop`.
 /// At most `max_connections` connections are served at once (others wait
 /// in the listen backlog), and a request body must arrive within `timeout`.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: TcpListener,
     intake: Arc<Intake>,
+    auth: Arc<cxr_auth::Authenticator>,
     max_object_mib: u64,
     max_connections: usize,
     timeout: Duration,
@@ -66,6 +68,7 @@ pub async fn serve(
             .saturating_mul(1 << 20),
     )
     .unwrap_or(usize::MAX);
+    let part_limit = usize::try_from(max_object_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
     loop {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             return;
@@ -81,13 +84,15 @@ pub async fn serve(
             _ = stop.changed() => return,
         };
         let intake = Arc::clone(&intake);
+        let auth = Arc::clone(&auth);
         tokio::spawn(async move {
             let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
                 let intake = Arc::clone(&intake);
+                let auth = Arc::clone(&auth);
                 async move {
                     Ok::<_, std::convert::Infallible>(
-                        handle(req, &intake, limit, timeout, peer).await,
+                        handle(req, &intake, &auth, (limit, part_limit), timeout, peer).await,
                     )
                 }
             });
@@ -123,8 +128,9 @@ fn problem(code: StatusCode, why: &str) -> Response<Full<Bytes>> {
 
 async fn handle(
     req: Request<Incoming>,
-    intake: &Intake,
-    limit: usize,
+    intake: &Arc<Intake>,
+    auth: &cxr_auth::Authenticator,
+    (limit, part_limit): (usize, usize),
     timeout: Duration,
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
@@ -138,6 +144,29 @@ async fn handle(
     };
     if req.method() != Method::POST {
         return problem(StatusCode::METHOD_NOT_ALLOWED, "STOW-RS is POST /studies");
+    }
+    // Who is sending, before the body is read: 401 without valid
+    // credentials, 403 without the uploader role.
+    let authorization = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match auth.authenticate(&cxr_auth::Credentials {
+        authorization,
+        peer_certificates: None,
+    }) {
+        Err(e) => {
+            let mut r = problem(StatusCode::UNAUTHORIZED, &e.to_string());
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Bearer"),
+            );
+            return r;
+        }
+        Ok(who) if !who.may(cxr_auth::Role::Uploader) => {
+            return problem(StatusCode::FORBIDDEN, "STOW-RS needs the uploader role");
+        }
+        Ok(_) => {}
     }
     let content_type = req
         .headers()
@@ -182,6 +211,16 @@ async fn handle(
     };
     let mut outcomes = Vec::with_capacity(parts.len());
     for part in parts {
+        // One object may be no larger than C-STORE accepts; it fails alone,
+        // unspooled, and the others are still stored.
+        if part.len() > part_limit {
+            outcomes.push(PartOutcome::Failed {
+                class: String::new(),
+                instance: String::new(),
+                reason: status::OUT_OF_RESOURCES,
+            });
+            continue;
+        }
         outcomes.push(store_part(intake, part, study_in_path.as_deref()).await);
     }
     let stored = outcomes
@@ -298,7 +337,10 @@ fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8]>, 
     }
 }
 
-async fn store_part(intake: &Intake, part: &[u8], study_in_path: Option<&str>) -> PartOutcome {
+/// Spools and queues one part. The work runs in a task of its own, so that
+/// a client that disconnects mid-request cannot leave an object spooled
+/// but never queued: once started, spooling and queueing finish together.
+async fn store_part(intake: &Arc<Intake>, part: &[u8], study_in_path: Option<&str>) -> PartOutcome {
     let study_in_path = study_in_path.map(str::to_string);
     let check = move |meta: &RadiographMeta| {
         if !uids::is_accepted_storage(&meta.sop_class_uid) {
@@ -321,7 +363,16 @@ async fn store_part(intake: &Intake, part: &[u8], study_in_path: Option<&str>) -
         file: part.to_vec(),
         calling_ae: STOW_SOURCE.into(),
     };
-    let (meta, outcome) = intake.receive_checked(received, check).await;
+    let intake = Arc::clone(intake);
+    let (meta, outcome) =
+        tokio::spawn(async move { intake.receive_checked(received, check).await })
+            .await
+            .unwrap_or_else(|_| {
+                (
+                    None,
+                    Err(refusal(status::OUT_OF_RESOURCES, "shutting down")),
+                )
+            });
     let (class, instance) = meta
         .map(|m| (m.sop_class_uid, m.sop_instance_uid))
         .unwrap_or_default();

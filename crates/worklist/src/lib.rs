@@ -1,3 +1,5 @@
+//! # cxr-worklist: the store
+//!
 //! The reading worklist: image results grouped into studies, ordered by
 //! priority, persistent, with a change log that watchers resume from.
 //!
@@ -391,6 +393,8 @@ pub trait WorklistStore: Send + Sync {
     fn preview(&self, sop_uid: &str) -> Result<Vec<u8>, StoreError>;
     /// Events after `sequence`, oldest first, at most `limit`.
     fn events_after(&self, sequence: u64, limit: u32) -> Result<Vec<Event>, StoreError>;
+    /// The sequence number of the latest event (0 when there is none).
+    fn last_sequence(&self) -> Result<u64, StoreError>;
     /// Studies, by priority, among open (not read, not dismissed) studies.
     fn open_counts(&self) -> Result<Vec<(Priority, u64)>, StoreError>;
     /// Appends to the audit trail (durable when it returns); its sequence.

@@ -670,6 +670,14 @@ impl WorklistStore for SqliteStore {
         Ok((load_study(&conn, study_uid)?, sequence))
     }
 
+    fn last_sequence(&self) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        let last: i64 = conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+            .map_err(db)?;
+        Ok(last as u64)
+    }
+
     fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(db)?;
