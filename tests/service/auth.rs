@@ -408,21 +408,44 @@ async fn stow_rs_needs_an_uploader() {
     let content_type =
         format!("multipart/related; type=\"application/dicom\"; boundary={boundary}");
     let later = now() + 600;
-    let post = |token: Option<String>| {
-        let extra: Vec<String> = token
-            .map(|t| vec![format!("Authorization: Bearer {t}")])
+    // As a careful client uploads: `Expect: 100-continue`, and the body
+    // only once the server has said it wants it (a refusal comes first).
+    let post = |token: Option<String>| -> u16 {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(stow_at).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
-        crate::pacs_support::http_with(
-            stow_at,
-            "POST",
-            "/studies",
-            &content_type,
-            &extra,
-            &body,
-            None,
-        )
-        .unwrap()
-        .0
+        let head = format!(
+            "POST /studies HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+             Content-Type: {content_type}\r\n{auth}Expect: 100-continue\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        let status = |line: &[u8]| -> u16 {
+            String::from_utf8_lossy(line)
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0)
+        };
+        let mut first = [0u8; 12];
+        s.read_exact(&mut first).unwrap();
+        if status(&first) != 100 {
+            return status(&first);
+        }
+        s.write_all(&body).unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+        let text = String::from_utf8_lossy(&rest);
+        let final_line = text
+            .split("\r\n")
+            .find(|l| l.starts_with("HTTP/1.1 ") && !l.starts_with("HTTP/1.1 100"))
+            .unwrap_or_default()
+            .to_string();
+        status(final_line.as_bytes())
     };
     assert_eq!(post(None), 401, "no credentials");
     assert_eq!(post(Some("not.a.token".into())), 401);

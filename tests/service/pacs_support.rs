@@ -265,25 +265,11 @@ pub fn http(
     body: &[u8],
     length: Option<u64>,
 ) -> Result<(u16, Vec<u8>), String> {
-    http_with(at, method, path, content_type, &[], body, length)
-}
-
-/// [`http`] with extra header lines (e.g. `Authorization: Bearer …`).
-pub fn http_with(
-    at: impl ToSocketAddrs,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    extra: &[String],
-    body: &[u8],
-    length: Option<u64>,
-) -> Result<(u16, Vec<u8>), String> {
     let mut s = TcpStream::connect(at).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(120))).ok();
-    let extra: String = extra.iter().map(|h| format!("{h}\r\n")).collect();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-         Content-Type: {content_type}\r\n{extra}Content-Length: {}\r\n\r\n",
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         length.unwrap_or(body.len() as u64)
     );
     s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;

@@ -49,8 +49,12 @@ pub use voi::{GreyImage, Presentation, VoiSource};
 /// Bounds on what ingest accepts, checked before anything is allocated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IngestLimits {
-    /// Largest input (file or buffer), and largest inflated data set, in bytes.
+    /// Largest input (file or buffer), in bytes.
     pub max_input_bytes: u64,
+    /// Largest data set a deflated object may inflate to, in bytes: a
+    /// chest film within `max_pixels` at 16 bits, plus its header, fits;
+    /// a deflate bomb stops here, having cost at most this much memory.
+    pub max_inflated_bytes: u64,
     /// Largest accepted Rows or Columns.
     pub max_side: u32,
     /// Largest accepted Rows × Columns.
@@ -61,11 +65,13 @@ pub struct IngestLimits {
 }
 
 impl Default for IngestLimits {
-    /// 512 MiB input; 12,000 px per side and 64 Mpx (a 43 × 43 cm detector at
-    /// 100 µm is 4,300 px); 256 px minimum side for analysis.
+    /// 512 MiB input; 160 MiB inflated; 12,000 px per side and 64 Mpx (a
+    /// 43 × 43 cm detector at 100 µm is 4,300 px); 256 px minimum side for
+    /// analysis.
     fn default() -> Self {
         IngestLimits {
             max_input_bytes: 512 << 20,
+            max_inflated_bytes: 160 << 20,
             max_side: 12_000,
             max_pixels: 64_000_000,
             min_side: 256,
@@ -131,7 +137,7 @@ pub fn read_identity(bytes: &[u8], limits: &IngestLimits) -> Option<RadiographMe
     if bytes.len() as u64 > limits.max_input_bytes {
         return None;
     }
-    let parsed = parse::parse(bytes, limits.max_input_bytes).ok()?;
+    let parsed = parse::parse(bytes, limits.max_inflated_bytes).ok()?;
     let meta = RadiographMeta::from_object(&parsed.object);
     is_valid_uid(&meta.sop_instance_uid).then_some(meta)
 }
@@ -158,24 +164,44 @@ pub fn read_object(bytes: &[u8], limits: &IngestLimits) -> Result<InMemDicomObje
             max: limits.max_input_bytes,
         });
     }
-    Ok(parse::parse(bytes, limits.max_input_bytes)?
+    Ok(parse::parse(bytes, limits.max_inflated_bytes)?
         .object
         .into_inner())
 }
 
 /// Reads and decodes a DICOM object held in memory.
 pub fn read_bytes(bytes: &[u8], limits: &IngestLimits) -> Result<Radiograph, IngestError> {
+    read_bytes_identified(bytes, limits).map_err(|(e, _)| e)
+}
+
+/// [`read_bytes`], and when it fails after the header parsed, the
+/// object's identity beside the error: parsed (and, for a deflated object,
+/// inflated) once, so that an undecodable image can still be filed for a
+/// human without paying for a second parse.
+#[allow(clippy::result_large_err)]
+pub fn read_bytes_identified(
+    bytes: &[u8],
+    limits: &IngestLimits,
+) -> Result<Radiograph, (IngestError, Option<RadiographMeta>)> {
     if bytes.len() as u64 > limits.max_input_bytes {
-        return Err(IngestError::InputTooLarge {
-            size: bytes.len() as u64,
-            max: limits.max_input_bytes,
-        });
+        return Err((
+            IngestError::InputTooLarge {
+                size: bytes.len() as u64,
+                max: limits.max_input_bytes,
+            },
+            None,
+        ));
     }
-    let parsed = parse::parse(bytes, limits.max_input_bytes)?;
+    let parsed = parse::parse(bytes, limits.max_inflated_bytes).map_err(|e| (e, None))?;
     let object = &parsed.object;
     let meta = RadiographMeta::from_object(object);
-    let pixel_module = pixels::pixel_module(object, limits)?;
-    let stored = pixels::decode_first_frame(object, &pixel_module, &parsed.transfer_syntax)?;
+    let identified = |e: IngestError| {
+        let meta = is_valid_uid(&meta.sop_instance_uid).then(|| meta.clone());
+        (e, meta)
+    };
+    let pixel_module = pixels::pixel_module(object, limits).map_err(identified)?;
+    let stored = pixels::decode_first_frame(object, &pixel_module, &parsed.transfer_syntax)
+        .map_err(identified)?;
     let (image, presentation) = voi::present(object, &pixel_module, &stored);
     let assessment = gate::assess(&meta, &pixel_module, limits);
     Ok(Radiograph {

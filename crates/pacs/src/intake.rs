@@ -84,6 +84,10 @@ pub struct Intake {
     released: Arc<Notify>,
     settings: ResultSettings,
     quiet_ms: i64,
+    /// Parsing a received object (inflating a deflated one) holds up to
+    /// `max_inflated_bytes`: no more of them at once than there are cores,
+    /// however many peers send.
+    parse_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// The outcome of one attempt at a spooled object.
@@ -122,6 +126,9 @@ impl Intake {
                 send_not_analyzed: config.send_not_analyzed,
             },
             quiet_ms: (config.study_quiet_s as i64).saturating_mul(1000),
+            parse_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         });
         let now = now_ms();
         let pending = intake.spool.pending()?;
@@ -206,9 +213,17 @@ impl Intake {
         let spool = Arc::clone(&self.spool);
         let limits = self.limits.clone();
         let Received { file, calling_ae } = received;
+        let Ok(parse_slot) = Arc::clone(&self.parse_slots).acquire_owned().await else {
+            let refusal = Refusal {
+                status: status::OUT_OF_RESOURCES,
+                comment: "shutting down".into(),
+            };
+            return (None, Err(refusal));
+        };
         // A refusal carries the identity (boxed: it is large) when it parsed.
         type Refused = (Option<Box<RadiographMeta>>, Refusal);
         let spooled = tokio::task::spawn_blocking(move || -> Result<_, Refused> {
+            let _parse_slot = parse_slot;
             let meta = dicom::read_identity(&file, &limits).ok_or_else(|| {
                 let refusal = Refusal {
                     status: status::CANNOT_UNDERSTAND,

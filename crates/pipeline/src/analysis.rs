@@ -162,7 +162,8 @@ impl Analyzer {
     /// ([`PipelineError::NotDicom`]).
     pub fn decode(&self, bytes: &[u8]) -> Result<Decoded, PipelineError> {
         let started = Instant::now();
-        let decoded = match ingest::read_bytes(bytes, &self.limits) {
+        // Parsed (and inflated) once, also when the pixels then fail.
+        let decoded = match ingest::read_bytes_identified(bytes, &self.limits) {
             Ok(radiograph) if !is_valid_uid(&radiograph.meta.sop_instance_uid) => {
                 return Err(PipelineError::NotDicom(
                     "the SOP Instance UID is missing or not a DICOM UID".into(),
@@ -175,9 +176,8 @@ impl Analyzer {
                 image: Some(Arc::new(radiograph.image)),
                 decode_ms: 0.0,
             },
-            Err(error) => {
-                let meta = ingest::read_identity(bytes, &self.limits)
-                    .ok_or_else(|| PipelineError::NotDicom(error.to_string()))?;
+            Err((error, None)) => return Err(PipelineError::NotDicom(error.to_string())),
+            Err((error, Some(meta))) => {
                 tracing::warn!(kind = ?error.kind(), "image could not be decoded; filed as NOT_ANALYZED");
                 Decoded {
                     identity: identity_of(&meta),

@@ -240,3 +240,34 @@ fn fuzzer_findings_stay_fixed() {
     }
     assert!(seen >= 1);
 }
+
+/// A deflated object of some kilobytes that would inflate to 24
+/// MiB stops at the inflation cap with a typed error, having inflated no
+/// more than the cap; the same object within the cap parses.
+#[test]
+fn a_deflate_bomb_stops_at_the_inflation_cap() {
+    let mut image = valid().raw_pixels(vec![0u8; 24 << 20]);
+    image.transfer_syntax = dicom_dictionary_std::uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN;
+    let bomb = image.to_bytes();
+    assert!(
+        bomb.len() < 1 << 20,
+        "the bomb is small: {} bytes",
+        bomb.len()
+    );
+    let capped = IngestLimits {
+        max_inflated_bytes: 4 << 20,
+        ..IngestLimits::default()
+    };
+    match cxr_ingest::read_bytes_identified(&bomb, &capped) {
+        Err((e, meta)) => {
+            assert_eq!(e.kind(), IngestErrorKind::InputTooLarge, "{e}");
+            assert!(meta.is_none(), "nothing parsed, nothing to file");
+        }
+        Ok(_) => panic!("a 24 MiB data set passed a 4 MiB cap"),
+    }
+    // The default cap (160 MiB) lets the 24 MiB data set inflate: it is
+    // then judged on its pixels like any other object.
+    if let Err(e) = read_bytes(&bomb, &IngestLimits::default()) {
+        assert_ne!(e.kind(), IngestErrorKind::InputTooLarge, "{e}");
+    }
+}
