@@ -1,7 +1,8 @@
 //! Attacks from the security review (issue 15) replayed on loopback against
 //! the service, each now getting a bounded, clear answer: identifiers that
 //! are not UIDs are refused and never echoed, an oversized `by` cannot
-//! poison the worklist, out-of-range sequence numbers and timestamps are
+//! poison the worklist, megabyte messages to methods that carry no file are
+//! refused before decoding, out-of-range sequence numbers and timestamps are
 //! refused instead of wrapping, and new evidence reopens a read study.
 
 use cxr_api::pb;
@@ -90,7 +91,7 @@ async fn malformed_identifiers_and_arguments_get_bounded_clear_refusals() {
 
     // An oversized or control-laden `by` is refused; the worklist still
     // lists for everyone.
-    for by in ["x".repeat(1 << 20), "dr.lan\u{0}".to_string()] {
+    for by in ["x".repeat(200), "dr.lan\u{0}".to_string()] {
         let err = client
             .update_status(pb::UpdateStatusRequest {
                 study_instance_uid: study.clone(),
@@ -101,6 +102,24 @@ async fn malformed_identifiers_and_arguments_get_bounded_clear_refusals() {
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
     }
+    // Messages of methods that carry no file are small: a megabyte `by`
+    // or UID is refused before it is decoded.
+    let err = client
+        .update_status(pb::UpdateStatusRequest {
+            study_instance_uid: study.clone(),
+            status: pb::StudyStatus::Claimed as i32,
+            by: "x".repeat(1 << 20),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+    let err = client
+        .get_study(pb::GetStudyRequest {
+            study_instance_uid: "1.".repeat(100_000),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
     let page = client
         .list_worklist(pb::ListWorklistRequest::default())
         .await

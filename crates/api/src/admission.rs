@@ -60,15 +60,27 @@ pub struct Admitted<S> {
     inner: S,
     pipeline: Arc<Pipeline>,
     auth: Arc<Authenticator>,
+    reads: Arc<tokio::sync::Semaphore>,
 }
+
+/// Largest request message of the methods that carry no file: their
+/// messages are a few UIDs and filters, never near this.
+pub const MAX_SMALL_MESSAGE: usize = 64 << 10;
+
+/// How long such a small message may take to arrive.
+const SMALL_MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl<S> Admitted<S> {
     /// `inner` behind `auth` and admission to `pipeline`'s analysis slots.
     pub fn new(inner: S, pipeline: Arc<Pipeline>, auth: Arc<Authenticator>) -> Admitted<S> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Admitted {
             inner,
             pipeline,
             auth,
+            // Reads that render or load (heatmaps, studies, pages): a few per
+            // core at once; more are refused rather than queued.
+            reads: Arc::new(tokio::sync::Semaphore::new(4 * cores)),
         }
     }
 }
@@ -117,7 +129,8 @@ where
             http::Request<Body>,
             Response = http::Response<Body>,
             Error = Infallible,
-        > + Send
+        > + Clone
+        + Send
         + 'static,
     S::Future: Send + 'static,
 {
@@ -180,7 +193,10 @@ where
                 });
             }
         }
-        if GATED.contains(&request.uri().path()) {
+        if !GATED.contains(&request.uri().path()) {
+            return self.call_small(request);
+        }
+        {
             match self.pipeline.admit() {
                 Ok(admission) => {
                     request
@@ -196,5 +212,71 @@ where
             }
         }
         Box::pin(self.inner.call(request))
+    }
+}
+
+impl<S> Admitted<S>
+where
+    S: tower_service::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    /// A method without a file: its message is read whole first, bounded in
+    /// size ([`MAX_SMALL_MESSAGE`]) and time, and reads that load or render
+    /// take one of a few slots per core (WatchWorklist has its own cap).
+    fn call_small(
+        &mut self,
+        request: http::Request<Body>,
+    ) -> Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>> {
+        use http_body_util::BodyExt;
+        let refuse = |status: tonic::Status| {
+            metrics::counter!("cxr_requests_failed_total", "code" => format!("{:?}", status.code()))
+                .increment(1);
+            Ok(status.into_http())
+        };
+        let slot = if request.uri().path().ends_with("/WatchWorklist") {
+            None
+        } else {
+            match Arc::clone(&self.reads).try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    return Box::pin(async move {
+                        refuse(tonic::Status::resource_exhausted(
+                            "too many requests in progress; retry shortly",
+                        ))
+                    })
+                }
+            }
+        };
+        // The clone that is ready is the one to call (tower's rule).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let (parts, body) = request.into_parts();
+        Box::pin(async move {
+            let _slot = slot;
+            let limited = http_body_util::Limited::new(body, MAX_SMALL_MESSAGE + 5).collect();
+            let bytes = match tokio::time::timeout(SMALL_MESSAGE_TIMEOUT, limited).await {
+                Ok(Ok(collected)) => collected.to_bytes(),
+                Ok(Err(_)) => {
+                    return refuse(tonic::Status::resource_exhausted(format!(
+                        "request message larger than {} KiB",
+                        MAX_SMALL_MESSAGE >> 10
+                    )))
+                }
+                Err(_) => {
+                    return refuse(tonic::Status::deadline_exceeded(
+                        "request message not received in time",
+                    ))
+                }
+            };
+            let request =
+                http::Request::from_parts(parts, Body::new(http_body_util::Full::new(bytes)));
+            inner.call(request).await
+        })
     }
 }
