@@ -230,3 +230,44 @@ async fn stow_rs_stores_each_part_and_reports_each_failure() {
     assert_eq!(instances(&r.json(), "00081199"), vec![film_sop]);
     drop(pacs);
 }
+
+/// Idle connections cannot hold STOW-RS: with every connection slot taken
+/// by peers that never send a request, a real upload still gets through
+/// once their header timeout (10 s) frees the slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_connections_do_not_block_stow_rs() {
+    let data = tempfile::tempdir().unwrap();
+    let films = tempfile::tempdir().unwrap();
+    let (pipeline, _store) = pipeline(data.path());
+    let mut config = dicom_config();
+    config.stow_listen = Some(format!("127.0.0.1:{}", free_port()).parse().unwrap());
+    config.max_associations = 2;
+    let pacs = start_pacs(&config, data.path(), &pipeline).await;
+    let at = pacs.stow_addr().expect("STOW-RS is on");
+    let idle: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| std::net::TcpStream::connect(at).unwrap())
+        .collect();
+    let (path, _, _) = film(films.path(), 84, 0, OutputSyntax::ExplicitLe, false);
+    let body = multipart("idle-test", &[&std::fs::read(path).unwrap()]);
+    let started = std::time::Instant::now();
+    let r = tokio::task::spawn_blocking(move || {
+        http(
+            at,
+            "POST",
+            "/studies",
+            &content_type("idle-test"),
+            &body,
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "the upload waited {:?} behind idle connections",
+        started.elapsed()
+    );
+    drop(idle);
+    pacs.shutdown().await;
+}

@@ -28,6 +28,10 @@ use super::intake::{Intake, Received, Refusal};
 use super::uids;
 use cxr_ingest::RadiographMeta;
 
+/// How long a connection may take to send a request's head (and how long
+/// an idle kept-alive connection is kept).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Parts' worth of `max_object_mib` one request may carry.
 const MAX_PARTS_IN_BODY: u64 = 2;
 
@@ -97,7 +101,12 @@ pub async fn serve(
                 }
             });
             let io = hyper_util::rt::TokioIo::new(socket);
+            // A connection that sends no complete request head within the
+            // timeout is closed, freeing its slot (hyper needs a timer for
+            // that; without one idle connections held slots forever).
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Some(HEADER_TIMEOUT))
                 .serve_connection(io, service)
                 .await
             {
