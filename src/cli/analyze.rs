@@ -109,6 +109,8 @@ fn analyze_one(analyzer: &Analyzer, path: &Path, heatmaps: bool) -> (Value, Stri
         "file": name,
         "sop_instance_uid": outcome.identity.sop_instance_uid,
         "study_instance_uid": outcome.identity.study_instance_uid,
+        "width": outcome.image_size.map(|s| s.0),
+        "height": outcome.image_size.map(|s| s.1),
         "decode_ms": outcome.timings.decode_ms,
         "analyzable": outcome.analyzable(),
         "priority": outcome.image_priority.priority.as_str(),

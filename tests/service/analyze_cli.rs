@@ -48,6 +48,7 @@ fn analyze_scores_frontal_films_sets_laterals_aside_and_reports_failures() {
     let (_, json) = analyze(std::slice::from_ref(&frontal), true);
     let record: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
     assert_eq!(record["analyzable"], true);
+    assert!(record["width"].as_u64().unwrap() > 0 && record["height"].as_u64().unwrap() > 0);
     assert_eq!(
         record["priority"], "CRITICAL",
         "the bundled nodule film: {record}"

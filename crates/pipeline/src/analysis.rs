@@ -56,6 +56,8 @@ pub struct Outcome {
     /// A downscaled copy of the image for overlays, and its PNG (when asked
     /// for and the pixels could be decoded).
     pub preview: Option<(Preview, Vec<u8>)>,
+    /// Columns and rows of the decoded image (when it could be decoded).
+    pub image_size: Option<(u32, u32)>,
 }
 
 impl Outcome {
@@ -230,6 +232,7 @@ impl Analyzer {
             decode_ms: decoded.decode_ms,
             ..Timings::default()
         };
+        let image_size = decoded.image.as_ref().map(|i| (i.width, i.height));
         let mut reason = decoded.reason;
         let mut findings = Vec::new();
         let mut provenance = Vec::new();
@@ -271,6 +274,7 @@ impl Analyzer {
             provenance,
             timings,
             preview,
+            image_size,
         })
     }
 
