@@ -34,6 +34,38 @@ pub struct ServiceConfig {
     pub dicom: cxr_pacs::DicomConfig,
     /// Who may call the service, and with which roles (`[auth]`).
     pub auth: cxr_auth::AuthConfig,
+    /// How long what is only needed for a while is kept (`[retention]`).
+    pub retention: Retention,
+}
+
+/// Retention: `serve` purges once a day (and `cxr-triage purge` on
+/// demand) what is older than `days`: previews and heatmaps of read or
+/// dismissed studies and the change log; with `results`, those studies
+/// themselves. Open studies and the audit trail are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    /// Days to keep (0: keep everything).
+    pub days: u32,
+    /// Also remove read or dismissed studies and their results.
+    pub results: bool,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            days: 90,
+            results: false,
+        }
+    }
+}
+
+impl Retention {
+    /// The cutoff before which things go, ms since the epoch, at `now_ms`
+    /// (`None`: keep everything).
+    pub fn cutoff_ms(&self, now_ms: i64) -> Option<i64> {
+        (self.days > 0).then(|| now_ms.saturating_sub(i64::from(self.days) * 86_400_000))
+    }
 }
 
 /// Request limits.
@@ -94,6 +126,7 @@ impl Default for ServiceConfig {
             tls: None,
             dicom: cxr_pacs::DicomConfig::default(),
             auth: cxr_auth::AuthConfig::default(),
+            retention: Retention::default(),
         }
     }
 }

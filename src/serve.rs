@@ -137,6 +137,37 @@ pub async fn run(
         });
     }
 
+    // Retention: once at start and then daily.
+    if config.retention.days > 0 {
+        let policy = config.retention.clone();
+        let store = Arc::clone(pipeline.store());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(86_400));
+            loop {
+                tick.tick().await;
+                let store = Arc::clone(&store);
+                let retention = policy.clone();
+                let purged = tokio::task::spawn_blocking(move || {
+                    let cutoff = retention.cutoff_ms(cxr_worklist::now_ms());
+                    cutoff.map(|c| store.purge(c, retention.results))
+                })
+                .await;
+                match purged {
+                    Ok(Some(Ok(p))) => tracing::info!(
+                        previews = p.previews,
+                        heatmaps = p.heatmaps,
+                        events = p.events,
+                        images = p.images,
+                        studies = p.studies,
+                        "retention purge"
+                    ),
+                    Ok(Some(Err(e))) => tracing::error!(error = %e, "retention purge failed"),
+                    _ => {}
+                }
+            }
+        });
+    }
+
     // DICOM listener and results back to PACS, when `[dicom] enabled`.
     let pacs = cxr_pacs::Pacs::start(
         &config.dicom,

@@ -8,6 +8,7 @@ mod evaluate;
 mod inspect;
 mod models;
 mod preprocess;
+mod purge;
 mod report;
 mod score;
 mod serve;
@@ -23,6 +24,7 @@ pub use evaluate::EvaluateArgs;
 pub use inspect::InspectArgs;
 pub use models::ModelsArgs;
 pub use preprocess::PreprocessArgs;
+pub use purge::PurgeArgs;
 pub use report::ReportArgs;
 pub use score::ScoreArgs;
 pub use serve::ServeArgs;
@@ -76,6 +78,9 @@ pub enum Command {
     /// The audit trail of who read and changed what: `verify` checks its
     /// hash chain, `show` prints the latest records.
     Audit(AuditArgs),
+    /// Apply the retention policy now (`serve` does it daily): previews,
+    /// heatmaps and the change log of read studies older than the retention.
+    Purge(PurgeArgs),
 }
 
 impl Command {
@@ -92,6 +97,7 @@ impl Command {
             Command::Report(args) => cxr_campaign::report::run(&args.options()),
             Command::Bench(args) => cxr_campaign::bench::run(&args.options()),
             Command::Audit(args) => audit::run(&args),
+            Command::Purge(args) => purge::run(&args),
         }
     }
 }

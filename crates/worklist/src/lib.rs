@@ -397,10 +397,31 @@ pub trait WorklistStore: Send + Sync {
     fn last_sequence(&self) -> Result<u64, StoreError>;
     /// Studies, by priority, among open (not read, not dismissed) studies.
     fn open_counts(&self) -> Result<Vec<(Priority, u64)>, StoreError>;
+    /// Removes what a site keeps only for a while, from before `cutoff_ms`:
+    /// previews and heatmap grids of images in read or dismissed studies,
+    /// change-log events, and — when `results` — the images and studies
+    /// themselves, of read or dismissed studies that had no image since.
+    /// Open studies and the audit trail are never purged.
+    fn purge(&self, cutoff_ms: i64, results: bool) -> Result<Purged, StoreError>;
     /// Appends to the audit trail (durable when it returns); its sequence.
     fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError>;
     /// Audit records after `sequence`, oldest first, at most `limit`.
     fn audit_after(&self, sequence: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Purged {
+    /// Previews removed.
+    pub previews: u64,
+    /// Heatmap grids removed.
+    pub heatmaps: u64,
+    /// Change-log events removed.
+    pub events: u64,
+    /// Images removed (with their results).
+    pub images: u64,
+    /// Studies removed.
+    pub studies: u64,
 }
 
 /// One access to patient data or one change, for the audit trail: who (and

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{
-    AuditEntry, AuditRecord, Event, EventKind, ImageIdentity, ImageRecord, ListQuery, Page,
+    AuditEntry, AuditRecord, Event, EventKind, ImageIdentity, ImageRecord, ListQuery, Page, Purged,
     StoreError, Stored, StoredHeatmap, StoredImage, StoredReason, StoredResult, StudyStatus,
     StudySummary, WorklistStore,
 };
@@ -800,6 +800,64 @@ impl WorklistStore for SqliteStore {
             .collect::<Result<_, _>>()
             .map_err(db)?;
         Ok(events)
+    }
+
+    fn purge(&self, cutoff_ms: i64, results: bool) -> Result<Purged, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(db)?;
+        let mut purged = Purged::default();
+        if results {
+            // Closed studies whose every image is older than the cutoff.
+            let closed = "SELECT study_uid FROM studies
+                 WHERE status IN ('READ', 'DISMISSED') AND last_received < ?1";
+            purged.heatmaps += tx
+                .execute(
+                    &format!(
+                        "DELETE FROM heatmaps WHERE sop_uid IN
+                         (SELECT sop_uid FROM images WHERE study_uid IN ({closed}))"
+                    ),
+                    [cutoff_ms],
+                )
+                .map_err(db)? as u64;
+            purged.images = tx
+                .execute(
+                    &format!("DELETE FROM images WHERE study_uid IN ({closed})"),
+                    [cutoff_ms],
+                )
+                .map_err(db)? as u64;
+            purged.studies = tx
+                .execute(
+                    "DELETE FROM studies
+                     WHERE status IN ('READ', 'DISMISSED') AND last_received < ?1",
+                    [cutoff_ms],
+                )
+                .map_err(db)? as u64;
+        }
+        // Overlays of images in studies that are read or dismissed: an open
+        // study keeps everything its reader may need.
+        let old_closed =
+            "SELECT i.sop_uid FROM images i JOIN studies s ON s.study_uid = i.study_uid
+             WHERE i.received < ?1 AND s.status IN ('READ', 'DISMISSED')";
+        purged.heatmaps += tx
+            .execute(
+                &format!("DELETE FROM heatmaps WHERE sop_uid IN ({old_closed})"),
+                [cutoff_ms],
+            )
+            .map_err(db)? as u64;
+        purged.previews = tx
+            .execute(
+                &format!(
+                    "UPDATE images SET preview = NULL
+                     WHERE preview IS NOT NULL AND sop_uid IN ({old_closed})"
+                ),
+                [cutoff_ms],
+            )
+            .map_err(db)? as u64;
+        purged.events = tx
+            .execute("DELETE FROM events WHERE at < ?1", [cutoff_ms])
+            .map_err(db)? as u64;
+        tx.commit().map_err(db)?;
+        Ok(purged)
     }
 
     fn open_counts(&self) -> Result<Vec<(Priority, u64)>, StoreError> {

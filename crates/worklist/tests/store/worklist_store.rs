@@ -478,3 +478,54 @@ fn the_audit_trail_is_append_only_and_tampering_breaks_its_chain() {
         }
     );
 }
+
+#[test]
+fn retention_purges_overlays_and_events_of_read_studies_only() {
+    let store = SqliteStore::in_memory().unwrap();
+    let with_overlays = |study: &str, sop: &str, at: i64| {
+        let mut r = record(study, sop, Priority::Urgent, 0.7, at);
+        r.preview_png = Some(vec![1, 2, 3]);
+        r.heatmaps.push(StoredHeatmap {
+            finding: FindingId::tuberculosis(),
+            source: HeatmapSource::Model,
+            grid_width: 1,
+            grid_height: 1,
+            values: vec![0.5],
+            geometry: Geometry::fit(10, 10, 8, 8, ResizeMode::Letterbox),
+        });
+        r
+    };
+    store.put_image(&with_overlays("read", "r1", 100)).unwrap();
+    store.put_image(&with_overlays("open", "o1", 100)).unwrap();
+    store
+        .put_image(&with_overlays("recent", "n1", 5_000))
+        .unwrap();
+    store
+        .update_status("read", StudyStatus::Read, "dr.lan", 200)
+        .unwrap();
+    store
+        .update_status("recent", StudyStatus::Read, "dr.lan", 5_100)
+        .unwrap();
+    store
+        .audit(&entry("dr.lan", "GetStudy", "study:read", 150))
+        .unwrap();
+
+    let purged = store.purge(1_000, false).unwrap();
+    assert_eq!((purged.previews, purged.heatmaps), (1, 1), "{purged:?}");
+    assert!(purged.events >= 3, "{purged:?}");
+    assert_eq!((purged.images, purged.studies), (0, 0));
+    // The old read study lost its overlays but keeps its result; the open
+    // one and the recent one keep everything; the audit trail is intact.
+    assert!(store.preview("r1").is_err());
+    assert!(store.heatmap("r1", &FindingId::tuberculosis()).is_err());
+    assert!(store.get_study("read").is_ok());
+    assert!(store.preview("o1").is_ok() && store.preview("n1").is_ok());
+    assert!(store.heatmap("o1", &FindingId::tuberculosis()).is_ok());
+    assert_eq!(store.audit_after(0, 10).unwrap().len(), 1);
+
+    // With results: the old read study goes; the open one stays.
+    let purged = store.purge(1_000, true).unwrap();
+    assert_eq!((purged.images, purged.studies), (1, 1), "{purged:?}");
+    assert!(store.get_study("read").is_err());
+    assert!(store.get_study("open").is_ok() && store.get_study("recent").is_ok());
+}

@@ -1,0 +1,54 @@
+//! `cxr-triage purge`: apply the retention policy now (what `serve` does
+//! daily): previews and heatmaps of read or dismissed studies and the
+//! change log older than `[retention] days`; with `--results`, those
+//! studies themselves. Open studies and the audit trail are kept.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use cxr_worklist::{SqliteStore, WorklistStore};
+
+use crate::config::ServiceConfig;
+
+/// Options of `cxr-triage purge`.
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// Configuration file (the service's).
+    #[arg(long, short, env = "CXR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (overrides the configuration).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Days to keep (overrides `[retention] days`).
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// Also remove read or dismissed studies and their results.
+    #[arg(long)]
+    pub results: bool,
+}
+
+/// Runs `purge`.
+pub fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
+    let mut config = ServiceConfig::load(args.config.as_deref())?;
+    if let Some(d) = &args.data_dir {
+        config.data_dir = d.clone();
+    }
+    if let Some(days) = args.days {
+        config.retention.days = days;
+    }
+    config.retention.results |= args.results;
+    let Some(cutoff) = config.retention.cutoff_ms(cxr_worklist::now_ms()) else {
+        println!("retention days = 0: nothing is purged");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let path = config.database_path();
+    anyhow::ensure!(path.exists(), "no worklist database at {}", path.display());
+    let store = SqliteStore::open(&path)?;
+    let p = store.purge(cutoff, config.retention.results)?;
+    println!(
+        "purged (older than {} days): {} previews, {} heatmaps, {} events, {} images, {} studies",
+        config.retention.days, p.previews, p.heatmaps, p.events, p.images, p.studies
+    );
+    Ok(ExitCode::SUCCESS)
+}
