@@ -85,18 +85,8 @@ fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
 }
 
 async fn wait_serving(ch: Channel) {
-    let mut health = tonic_health::pb::health_client::HealthClient::new(ch);
     for _ in 0..600 {
-        // Health needs no credentials.
-        let status = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: "cxr_triage.v1.Triage".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status;
-        if status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+        if crate::service_grpc::serving(ch.clone()).await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -68,20 +68,25 @@ pub(crate) async fn channel(addr: std::net::SocketAddr) -> Channel {
     panic!("server did not start");
 }
 
+/// Whether health says the Triage service is SERVING (health needs no
+/// credentials).
+pub(crate) async fn serving(ch: Channel) -> bool {
+    let status = tonic_health::pb::health_client::HealthClient::new(ch)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "cxr_triage.v1.Triage".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+}
+
 /// Polls health until SERVING; checks that Analyze is refused before that.
 pub(crate) async fn wait_serving(ch: Channel, sample: &[u8]) {
-    let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
-    let mut triage = TriageClient::new(ch);
+    let mut triage = TriageClient::new(ch.clone());
     for _ in 0..600 {
-        let status = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: "cxr_triage.v1.Triage".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status;
-        if status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+        if serving(ch.clone()).await {
             return;
         }
         let early = triage
