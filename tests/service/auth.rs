@@ -375,7 +375,7 @@ async fn stow_rs_needs_an_uploader() {
         .unwrap(),
     );
     let data = tempfile::tempdir().unwrap();
-    let (pipeline, _store) = crate::pacs_support::pipeline(data.path());
+    let (pipeline, store) = crate::pacs_support::pipeline(data.path());
     crate::pacs_support::warm(&pipeline).await;
     let mut dicom = crate::pacs_support::dicom_config();
     let stow_at: std::net::SocketAddr = format!("127.0.0.1:{}", crate::pacs_support::free_port())
@@ -444,4 +444,16 @@ async fn stow_rs_needs_an_uploader() {
     let uploader = token(&provider, ISSUER, "modality-1", &["uploader"], later);
     assert_eq!(post(Some(uploader)), 200, "an uploader stores");
     pacs.shutdown().await;
+    // The arrival is in the audit trail under the uploader's name.
+    let records = store.audit_after(0, 100).unwrap();
+    let arrival = records
+        .iter()
+        .find(|r| r.entry.action == "STOW-RS")
+        .expect("the STOW-RS arrival is audited");
+    assert_eq!(
+        (arrival.entry.who.as_str(), arrival.entry.outcome.as_str()),
+        ("modality-1", "OK")
+    );
+    assert!(arrival.entry.object.contains("image:"));
+    assert!(arrival.entry.address.starts_with("127.0.0.1:"));
 }

@@ -85,6 +85,20 @@ async fn every_transfer_syntax_is_spooled_as_sent_then_reaches_the_worklist() {
         sent.push((syntax, path, sop, study));
     }
 
+    // Each arrival is in the audit trail: the calling AE, from where, which
+    // image.
+    let audited = store_.audit_after(0, 1000).unwrap();
+    for (_, _, sop, _) in &sent {
+        assert!(
+            audited.iter().any(|r| r.entry.action == "C-STORE"
+                && r.entry.who == "STORESCU"
+                && r.entry.outcome == "OK"
+                && r.entry.address.starts_with("127.0.0.1:")
+                && r.entry.object.ends_with(&format!("image:{sop}"))),
+            "arrival of {sop} not audited"
+        );
+    }
+
     // Each object is in the spool in the syntax it was sent in, with the
     // same pixels.
     let files = spooled(data.path());

@@ -38,8 +38,13 @@ use cxr_worklist::now_ms;
 pub struct Received {
     /// The file.
     pub file: Vec<u8>,
-    /// The sender's AE title.
+    /// The sender: its calling AE title (C-STORE) or authenticated user
+    /// (STOW-RS).
     pub calling_ae: String,
+    /// How it came: `C-STORE` or `STOW-RS` (for the audit trail).
+    pub via: &'static str,
+    /// The sender's network address.
+    pub address: String,
 }
 
 /// Why a C-STORE is refused: its DIMSE status and a comment.
@@ -212,7 +217,14 @@ impl Intake {
     {
         let spool = Arc::clone(&self.spool);
         let limits = self.limits.clone();
-        let Received { file, calling_ae } = received;
+        let Received {
+            file,
+            calling_ae,
+            via,
+            address,
+        } = received;
+        let store = Arc::clone(self.pipeline.store());
+        let sender = calling_ae.clone();
         let Ok(parse_slot) = Arc::clone(&self.parse_slots).acquire_owned().await else {
             let refusal = Refusal {
                 status: status::OUT_OF_RESOURCES,
@@ -254,6 +266,36 @@ impl Intake {
             };
             Err((None, refusal))
         });
+        // Every arrival, stored or refused, goes to the audit trail (a
+        // failure to record it is logged: the image is not refused for it).
+        let (object, outcome) = match &spooled {
+            Ok((meta, _)) => (
+                format!(
+                    "study:{} image:{}",
+                    meta.study_instance_uid, meta.sop_instance_uid
+                ),
+                "OK".to_string(),
+            ),
+            Err((meta, refusal)) => (
+                meta.as_ref()
+                    .map(|m| format!("image:{}", m.sop_instance_uid))
+                    .unwrap_or_default(),
+                format!("REFUSED {:04X}", refusal.status),
+            ),
+        };
+        let entry = cxr_worklist::AuditEntry {
+            at_ms: now_ms(),
+            who: sender,
+            roles: String::new(),
+            method: if via == "STOW-RS" { "token" } else { "dicom" }.into(),
+            action: via.into(),
+            object,
+            address,
+            outcome,
+        };
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.audit(&entry)).await {
+            tracing::error!(error = %e, "audit trail write failed for a received object");
+        }
         let (meta, entry) = match spooled {
             Ok(spooled) => spooled,
             Err((meta, refusal)) => return (meta.map(|m| *m), Err(refusal)),

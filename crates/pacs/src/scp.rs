@@ -226,6 +226,7 @@ impl Listener {
         let mut session = Session {
             listener: self,
             calling,
+            peer,
             stored: 0,
             failed: 0,
         };
@@ -295,6 +296,7 @@ struct Message {
 struct Session<'a> {
     listener: &'a Listener,
     calling: String,
+    peer: std::net::SocketAddr,
     stored: u64,
     failed: u64,
 }
@@ -499,6 +501,8 @@ impl Session<'_> {
                         .receive(Received {
                             file: m.data,
                             calling_ae: self.calling.clone(),
+                            via: "C-STORE",
+                            address: self.peer.to_string(),
                         })
                         .await
                     {

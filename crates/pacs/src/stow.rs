@@ -35,9 +35,6 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Parts' worth of `max_object_mib` one request may carry.
 const MAX_PARTS_IN_BODY: u64 = 2;
 
-/// The calling "AE" recorded for objects received over STOW-RS.
-const STOW_SOURCE: &str = "STOW-RS";
-
 /// What one part became.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PartOutcome {
@@ -160,7 +157,7 @@ async fn handle(
         .headers()
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match auth.authenticate(&cxr_auth::Credentials {
+    let sender = match auth.authenticate(&cxr_auth::Credentials {
         authorization,
         peer_certificates: None,
     }) {
@@ -175,8 +172,11 @@ async fn handle(
         Ok(who) if !who.may(cxr_auth::Role::Uploader) => {
             return problem(StatusCode::FORBIDDEN, "STOW-RS needs the uploader role");
         }
-        Ok(_) => {}
-    }
+        Ok(who) => Sender {
+            subject: who.subject,
+            address: peer,
+        },
+    };
     let content_type = req
         .headers()
         .get(hyper::header::CONTENT_TYPE)
@@ -230,7 +230,7 @@ async fn handle(
             });
             continue;
         }
-        outcomes.push(store_part(intake, part, study_in_path.as_deref()).await);
+        outcomes.push(store_part(intake, part, study_in_path.as_deref(), &sender).await);
     }
     let stored = outcomes
         .iter()
@@ -346,10 +346,21 @@ fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8]>, 
     }
 }
 
+/// Who sent a STOW-RS request, for the audit trail.
+struct Sender {
+    subject: String,
+    address: SocketAddr,
+}
+
 /// Spools and queues one part. The work runs in a task of its own, so that
 /// a client that disconnects mid-request cannot leave an object spooled
 /// but never queued: once started, spooling and queueing finish together.
-async fn store_part(intake: &Arc<Intake>, part: &[u8], study_in_path: Option<&str>) -> PartOutcome {
+async fn store_part(
+    intake: &Arc<Intake>,
+    part: &[u8],
+    study_in_path: Option<&str>,
+    sender: &Sender,
+) -> PartOutcome {
     let study_in_path = study_in_path.map(str::to_string);
     let check = move |meta: &RadiographMeta| {
         if !uids::is_accepted_storage(&meta.sop_class_uid) {
@@ -370,7 +381,9 @@ async fn store_part(intake: &Arc<Intake>, part: &[u8], study_in_path: Option<&st
     };
     let received = Received {
         file: part.to_vec(),
-        calling_ae: STOW_SOURCE.into(),
+        calling_ae: sender.subject.clone(),
+        via: "STOW-RS",
+        address: sender.address.to_string(),
     };
     let intake = Arc::clone(intake);
     let (meta, outcome) =
