@@ -87,6 +87,9 @@ pub struct Limits {
     /// `WatchWorklist` streams open at once; more are refused with
     /// RESOURCE_EXHAUSTED.
     pub max_watchers: usize,
+    /// Seconds an upload (Analyze, AnalyzeStream) may go without sending
+    /// data before it fails and frees its analysis slot.
+    pub upload_idle_s: u64,
 }
 
 impl Default for Limits {
@@ -97,6 +100,7 @@ impl Default for Limits {
             max_concurrent_analyses: 16,
             request_timeout_s: 120,
             max_watchers: cxr_api::DEFAULT_MAX_WATCHERS,
+            upload_idle_s: cxr_api::DEFAULT_UPLOAD_IDLE_S,
         }
     }
 }

@@ -221,3 +221,58 @@ async fn a_critical_image_after_the_study_was_read_reopens_it() {
     );
     running.stop().await;
 }
+
+/// A client that starts an upload and then sends nothing cannot hold the
+/// analysis slot: after `limits.upload_idle_s` its upload fails and the
+/// slot goes to a real upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_upload_frees_its_analysis_slot() {
+    use tokio_stream::StreamExt as _;
+    let data = tempfile::tempdir().unwrap();
+    let (film, _, _) = synth(8501, false, ViewChoice::Pa);
+    let mut c = config(data.path());
+    c.limits.max_concurrent_analyses = 1;
+    c.limits.upload_idle_s = 2;
+    let running = start(c).await;
+    let ch = channel(running.addr).await;
+    wait_serving(ch.clone(), &film).await;
+
+    // One chunk, then silence (the stream never ends).
+    let first = pb::AnalyzeChunk {
+        options: None,
+        data: film[..1000].to_vec(),
+    };
+    let stalled = tokio_stream::iter(vec![first]).chain(tokio_stream::pending());
+    let mut slow = TriageClient::new(ch.clone());
+    let stalled = tokio::spawn(async move { slow.analyze_stream(stalled).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let mut client = TriageClient::new(ch);
+    let started = std::time::Instant::now();
+    let mut refused_while_held = 0;
+    let response = loop {
+        match client
+            .analyze(pb::AnalyzeRequest {
+                dicom: film.clone(),
+                options: None,
+            })
+            .await
+        {
+            Ok(r) => break r.into_inner(),
+            Err(e) if e.code() == tonic::Code::ResourceExhausted => {
+                refused_while_held += 1;
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(30),
+                    "the stalled upload held the only slot"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(refused_while_held > 0, "the slot was held at first");
+    assert!(response.analyzable);
+    let stalled = stalled.await.unwrap();
+    assert!(stalled.is_err(), "the stalled upload failed");
+    running.stop().await;
+}

@@ -61,7 +61,65 @@ pub struct Admitted<S> {
     pipeline: Arc<Pipeline>,
     auth: Arc<Authenticator>,
     reads: Arc<tokio::sync::Semaphore>,
+    upload_idle: std::time::Duration,
 }
+
+/// An upload's body that fails when no data arrives for `idle`: a client
+/// that trickles bytes cannot hold an analysis slot for the whole request
+/// timeout.
+struct IdleTimeout {
+    inner: Body,
+    idle: std::time::Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl IdleTimeout {
+    fn new(inner: Body, idle: std::time::Duration) -> IdleTimeout {
+        IdleTimeout {
+            inner,
+            idle,
+            sleep: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+impl http_body::Body for IdleTimeout {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + this.idle;
+                this.sleep.as_mut().reset(next);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(format!(
+                    "upload stalled: no data for {} s",
+                    this.idle.as_secs()
+                )
+                .into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Seconds an upload may go without data unless configured.
+pub const DEFAULT_UPLOAD_IDLE_S: u64 = 15;
 
 /// Largest request message of the methods that carry no file: their
 /// messages are a few UIDs and filters, never near this.
@@ -81,7 +139,14 @@ impl<S> Admitted<S> {
             // Reads that render or load (heatmaps, studies, pages): a few per
             // core at once; more are refused rather than queued.
             reads: Arc::new(tokio::sync::Semaphore::new(4 * cores)),
+            upload_idle: std::time::Duration::from_secs(DEFAULT_UPLOAD_IDLE_S),
         }
+    }
+
+    /// An upload that sends no data for `idle` fails and frees its slot.
+    pub fn with_upload_idle(mut self, idle: std::time::Duration) -> Admitted<S> {
+        self.upload_idle = idle.max(std::time::Duration::from_millis(100));
+        self
     }
 }
 
@@ -202,6 +267,8 @@ where
                     request
                         .extensions_mut()
                         .insert(AdmissionSlot(Arc::new(Mutex::new(Some(admission)))));
+                    let idle = self.upload_idle;
+                    request = request.map(|body| Body::new(IdleTimeout::new(body, idle)));
                 }
                 Err(e) => {
                     let status = super::status_of(e);
