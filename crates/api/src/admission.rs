@@ -118,6 +118,38 @@ impl http_body::Body for IdleTimeout {
     }
 }
 
+/// Counts a refused call (`cxr_requests_failed_total{code}`) and answers it.
+fn refused(status: tonic::Status) -> Result<http::Response<Body>, Infallible> {
+    metrics::counter!("cxr_requests_failed_total", "code" => format!("{:?}", status.code()))
+        .increment(1);
+    Ok(status.into_http())
+}
+
+/// The Triage service as this layer wraps it (tonic's generated server).
+pub trait TriageService:
+    tower_service::Service<
+        http::Request<Body>,
+        Response = http::Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> TriageService for S where
+    S: tower_service::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Seconds an upload may go without data unless configured.
 pub const DEFAULT_UPLOAD_IDLE_S: u64 = 15;
 
@@ -188,17 +220,7 @@ impl<S: NamedService> NamedService for Admitted<S> {
     const NAME: &'static str = S::NAME;
 }
 
-impl<S> tower_service::Service<http::Request<Body>> for Admitted<S>
-where
-    S: tower_service::Service<
-            http::Request<Body>,
-            Response = http::Response<Body>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+impl<S: TriageService> tower_service::Service<http::Request<Body>> for Admitted<S> {
     type Response = http::Response<Body>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
@@ -213,8 +235,6 @@ where
                 request.extensions_mut().insert(identity);
             }
             Err((status, known)) => {
-                metrics::counter!("cxr_requests_failed_total", "code" => format!("{:?}", status.code()))
-                    .increment(1);
                 // A refused attempt is audited too: who it claimed to be is
                 // unknown, where it came from and what it wanted are not.
                 let address = request
@@ -254,7 +274,7 @@ where
                 let store = Arc::clone(self.pipeline.store());
                 return Box::pin(async move {
                     let _ = tokio::task::spawn_blocking(move || store.audit(&entry)).await;
-                    Ok(status.into_http())
+                    refused(status)
                 });
             }
         }
@@ -272,9 +292,7 @@ where
                 }
                 Err(e) => {
                     let status = super::status_of(e);
-                    metrics::counter!("cxr_requests_failed_total", "code" => format!("{:?}", status.code()))
-                        .increment(1);
-                    return Box::pin(async move { Ok(status.into_http()) });
+                    return Box::pin(async move { refused(status) });
                 }
             }
         }
@@ -282,17 +300,7 @@ where
     }
 }
 
-impl<S> Admitted<S>
-where
-    S: tower_service::Service<
-            http::Request<Body>,
-            Response = http::Response<Body>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+impl<S: TriageService> Admitted<S> {
     /// A method without a file: its message is read whole first, bounded in
     /// size ([`MAX_SMALL_MESSAGE`]) and time, and reads that load or render
     /// take one of a few slots per core (WatchWorklist has its own cap).
@@ -301,11 +309,6 @@ where
         request: http::Request<Body>,
     ) -> Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>> {
         use http_body_util::BodyExt;
-        let refuse = |status: tonic::Status| {
-            metrics::counter!("cxr_requests_failed_total", "code" => format!("{:?}", status.code()))
-                .increment(1);
-            Ok(status.into_http())
-        };
         let slot = if request.uri().path().ends_with("/WatchWorklist") {
             None
         } else {
@@ -313,7 +316,7 @@ where
                 Ok(permit) => Some(permit),
                 Err(_) => {
                     return Box::pin(async move {
-                        refuse(tonic::Status::resource_exhausted(
+                        refused(tonic::Status::resource_exhausted(
                             "too many requests in progress; retry shortly",
                         ))
                     })
@@ -330,13 +333,13 @@ where
             let bytes = match tokio::time::timeout(SMALL_MESSAGE_TIMEOUT, limited).await {
                 Ok(Ok(collected)) => collected.to_bytes(),
                 Ok(Err(_)) => {
-                    return refuse(tonic::Status::resource_exhausted(format!(
+                    return refused(tonic::Status::resource_exhausted(format!(
                         "request message larger than {} KiB",
                         MAX_SMALL_MESSAGE >> 10
                     )))
                 }
                 Err(_) => {
-                    return refuse(tonic::Status::deadline_exceeded(
+                    return refused(tonic::Status::deadline_exceeded(
                         "request message not received in time",
                     ))
                 }

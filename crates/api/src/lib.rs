@@ -11,7 +11,7 @@
 mod admission;
 mod convert;
 
-pub use admission::{Admitted, DEFAULT_UPLOAD_IDLE_S, MAX_SMALL_MESSAGE};
+pub use admission::{Admitted, TriageService, DEFAULT_UPLOAD_IDLE_S, MAX_SMALL_MESSAGE};
 
 use std::pin::Pin;
 use std::sync::Arc;
