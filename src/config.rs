@@ -36,6 +36,8 @@ pub struct ServiceConfig {
     pub auth: cxr_auth::AuthConfig,
     /// How long what is only needed for a while is kept (`[retention]`).
     pub retention: Retention,
+    /// How compressed films are decoded (`[decode]`: JPEG 2000 on the GPU).
+    pub decode: cxr_pipeline::jpeg2000::DecodeConfig,
 }
 
 /// Retention: `serve` purges once a day (and `cxr-triage purge` on
@@ -131,6 +133,7 @@ impl Default for ServiceConfig {
             dicom: cxr_pacs::DicomConfig::default(),
             auth: cxr_auth::AuthConfig::default(),
             retention: Retention::default(),
+            decode: cxr_pipeline::jpeg2000::DecodeConfig::default(),
         }
     }
 }
@@ -231,6 +234,7 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
 /// but may be set from the environment.
 const OPTIONAL_KEYS: &[&str] = &[
     "metrics_listen",
+    "decode.library",
     "tls.cert",
     "tls.key",
     "tls.client_ca",

@@ -30,6 +30,8 @@ pub async fn run(
         cxr_auth::Authenticator::new(&config.auth).context("authentication configuration")?,
     );
     protect_data_dir(&config.data_dir)?;
+    let decoder = cxr_pipeline::jpeg2000::install(&config.decode)?;
+    metrics::gauge!("cxr_jpeg2000_decoder_info", "decoder" => decoder.name.clone()).set(1.0);
     let store: Arc<dyn WorklistStore> = Arc::new(
         SqliteStore::open(&config.database_path())
             .with_context(|| format!("opening {}", config.database_path().display()))?,

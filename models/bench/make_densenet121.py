@@ -25,9 +25,17 @@ def main():
     model = torchvision.models.densenet121(weights=None, num_classes=2)
     model.features.conv0 = torch.nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
     model.eval()
-    torch.onnx.export(model, (torch.zeros(1, 1, 512, 512),), str(TARGET), dynamo=False, opset_version=18,
-                      input_names=["image"], output_names=["scores"],
-                      dynamic_axes={"image": {0: "batch"}, "scores": {0: "batch"}})
+    example = (torch.zeros(1, 1, 512, 512),)
+    try:
+        torch.onnx.export(model, example, str(TARGET), dynamo=False, opset_version=18,
+                          input_names=["image"], output_names=["scores"],
+                          dynamic_axes={"image": {0: "batch"}, "scores": {0: "batch"}})
+    except Exception as e:  # newer torch: the TorchScript exporter is gone
+        print(f"TorchScript export failed ({e}); exporting with dynamo")
+        batch = torch.export.Dim("batch", min=1, max=1024)
+        torch.onnx.export(model, example, str(TARGET), dynamo=True, opset_version=18,
+                          input_names=["image"], output_names=["scores"],
+                          dynamic_shapes=({0: batch},), external_data=False)
     print(f"wrote {TARGET} ({TARGET.stat().st_size / 1e6:.1f} MB)")
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
     try:

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use cxr_campaign::bench::BenchOptions;
 use cxr_model::{ConvSearch, ProviderChoice};
+use cxr_pipeline::jpeg2000::Jpeg2000Choice;
 
 /// Options of `cxr-triage bench`.
 #[derive(Debug, Args)]
@@ -47,6 +48,11 @@ pub struct BenchArgs {
     /// cuDNN convolution algorithm search on CUDA.
     #[arg(long, default_value = "heuristic")]
     pub conv_search: ConvSearch,
+    /// JPEG 2000 decoder: auto (the GPU when nvImageCodec and a device
+    /// are there), cpu, or gpu (fail without one). With the GPU, JPEG 2000
+    /// films are decoded both ways and compared.
+    #[arg(long, default_value = "auto")]
+    pub jpeg2000: Jpeg2000Choice,
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -68,6 +74,7 @@ impl BenchArgs {
             fp16: self.fp16,
             io_binding: self.io_binding,
             conv_search: self.conv_search,
+            jpeg2000: self.jpeg2000,
             json: self.json,
         }
     }

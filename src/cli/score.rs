@@ -66,6 +66,7 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = args.provider {
         config.engine.session.provider = p;
     }
+    cxr_pipeline::jpeg2000::install(&config.decode)?;
     let summary = cxr_campaign::score(&ScoreOptions {
         paths: args.paths,
         recursive: args.recursive,

@@ -1,7 +1,8 @@
 //! The DICOM listener against real peers: dcmtk's `echoscu` and `storescu`
 //! in every transfer syntax ingest reads, then bad peers — an unknown
 //! calling AE title, a wrong called AE title, an unsupported SOP class,
-//! associations aborted or dropped mid-object, one association too many —
+//! associations aborted or dropped mid-object, one association too many,
+//! idle connections and one address holding its share of the slots —
 //! each refused cleanly while the listener keeps serving.
 
 use crate::pacs_support;
@@ -317,6 +318,49 @@ async fn bad_peers_are_refused_and_the_listener_keeps_serving() {
         .unwrap()
         .count();
     assert_eq!(rejected, 0);
+    pacs.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_connections_are_closed_and_one_address_cannot_take_every_slot() {
+    let data = tempfile::tempdir().unwrap();
+    let (pipeline, _store) = pipeline(data.path());
+    let mut config = dicom_config();
+    config.max_associations = 8;
+    config.max_associations_per_peer = 2;
+    config.setup_timeout_s = 1;
+    let port = config.listen.port();
+    let pacs = start_pacs(&config, data.path(), &pipeline).await;
+
+    // Two connections that never send A-ASSOCIATE-RQ hold this address's
+    // share: a third caller from it is refused though 6 slots are free.
+    let mut idle1 = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut idle2 = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let o = echo(port, "ECHOSCU", "CXR_TRIAGE");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("Local Limit Exceeded"), "{}", text(&o));
+
+    // After the set-up deadline the idle connections are closed by the
+    // listener (EOF), and the address may associate again.
+    for idle in [&mut idle1, &mut idle2] {
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(idle, &mut buf),
+        )
+        .await
+        .expect("the idle connection was not closed within 5 s");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    wait_for(Duration::from_secs(5), "C-ECHO after the deadline", || {
+        echo(port, "ECHOSCU", "CXR_TRIAGE").status.success()
+    })
+    .await;
     pacs.shutdown().await;
 }
 

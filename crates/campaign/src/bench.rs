@@ -25,6 +25,7 @@ use cxr_model::{
     load_manifests, BatchSettings, ConvSearch, Engine, EngineConfig, ModelSession, ProviderChoice,
     SessionSettings,
 };
+use cxr_pipeline::jpeg2000::{self, DecodeConfig, Jpeg2000Choice};
 use cxr_pipeline::Analyzer;
 
 /// Options of `cxr-triage bench`.
@@ -56,6 +57,9 @@ pub struct BenchOptions {
     pub io_binding: bool,
     /// cuDNN convolution algorithm search on CUDA.
     pub conv_search: ConvSearch,
+    /// JPEG 2000 decoder (`[decode] jpeg2000`): with the GPU, JPEG 2000
+    /// films are also decoded on both and compared.
+    pub jpeg2000: Jpeg2000Choice,
     /// Write the results as JSON here.
     pub json: Option<PathBuf>,
 }
@@ -91,6 +95,10 @@ fn gpu_info() -> Option<(String, String)> {
 /// Runs `bench`.
 pub fn run(args: &BenchOptions) -> anyhow::Result<std::process::ExitCode> {
     let limits = IngestLimits::default();
+    let decoder = jpeg2000::install(&DecodeConfig {
+        jpeg2000: args.jpeg2000,
+        ..DecodeConfig::default()
+    })?;
     // Inputs, as files in memory.
     let dir = &args.images;
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -157,6 +165,11 @@ pub fn run(args: &BenchOptions) -> anyhow::Result<std::process::ExitCode> {
     }
     let prep_s = t0.elapsed().as_secs_f64();
     drop(decoded);
+    let jpeg2000_comparison = if decoder.accelerated {
+        compare_jpeg2000(&files, &limits)?
+    } else {
+        serde_json::Value::Null
+    };
 
     // Inference alone per batch size.
     let mut session = ModelSession::open(&manifest_path, manifest.clone(), &settings)?;
@@ -293,6 +306,8 @@ pub fn run(args: &BenchOptions) -> anyhow::Result<std::process::ExitCode> {
         "device_memory_used": gpu.as_ref().map(|g| g.1.clone()),
         "images": files.len(),
         "mb_per_file": mb,
+        "jpeg2000_decoder": decoder,
+        "jpeg2000_gpu_vs_cpu": jpeg2000_comparison,
         "decode": stage(decode_ms, files.len(), decode_s),
         "preprocess": stage(prep_ms, files.len(), prep_s),
         "inference": inference,
@@ -310,6 +325,114 @@ pub fn run(args: &BenchOptions) -> anyhow::Result<std::process::ExitCode> {
         eprintln!("written {}", path.display());
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Decodes the JPEG 2000 films among `files` on the GPU and on the CPU
+/// (OpenJPEG, one thread and every core), each way with every core feeding
+/// it, and compares the stored values film by film: lossless syntaxes must
+/// agree exactly; for lossy ones the largest difference is reported.
+fn compare_jpeg2000(files: &[Vec<u8>], limits: &IngestLimits) -> anyhow::Result<serde_json::Value> {
+    use cxr_ingest::accel::{install_jpeg2000_decoder, jpeg2000_decoder};
+    use cxr_ingest::Decoder;
+    let j2k: Vec<&Vec<u8>> = files
+        .iter()
+        .filter(|f| {
+            dicom::read_bytes(f, limits)
+                .is_ok_and(|r| matches!(r.stored.decoder, Decoder::Accelerated | Decoder::Fallback))
+        })
+        .collect();
+    if j2k.is_empty() {
+        return Ok(json!({"films": 0}));
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Every film at least once, and at least 64 decodes per way.
+    let decodes = j2k.len().max(64);
+    let run =
+        |threads: usize| -> anyhow::Result<(f64, Vec<Option<cxr_ingest::Radiograph>>, usize)> {
+            let next = AtomicUsize::new(0);
+            let fallbacks = AtomicUsize::new(0);
+            let first: Vec<std::sync::Mutex<Option<cxr_ingest::Radiograph>>> =
+                j2k.iter().map(|_| std::sync::Mutex::new(None)).collect();
+            let t0 = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|| loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= decodes {
+                            break;
+                        }
+                        let k = i % j2k.len();
+                        if let Ok(r) = dicom::read_bytes(j2k[k], limits) {
+                            if r.stored.decoder == Decoder::Fallback {
+                                fallbacks.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if i < j2k.len() {
+                                if let Ok(mut slot) = first[k].lock() {
+                                    *slot = Some(r);
+                                }
+                            }
+                        }
+                    });
+                }
+            });
+            let seconds = t0.elapsed().as_secs_f64();
+            let first = first
+                .into_iter()
+                .map(|m| m.into_inner().ok().flatten())
+                .collect();
+            Ok((decodes as f64 / seconds, first, fallbacks.into_inner()))
+        };
+    let (gpu_rate, gpu, gpu_fallbacks) = run(cores)?;
+    let gpu_decoder = install_jpeg2000_decoder(None);
+    let cpu = run(cores);
+    let cpu_one = run(1);
+    install_jpeg2000_decoder(gpu_decoder);
+    let (cpu_rate, cpu, _) = cpu?;
+    let (cpu_one_rate, _, _) = cpu_one?;
+    anyhow::ensure!(jpeg2000_decoder().is_some(), "GPU decoder not reinstalled");
+    let mut by_syntax: std::collections::BTreeMap<String, (usize, usize, u32)> =
+        std::collections::BTreeMap::new();
+    for (g, c) in gpu.iter().zip(&cpu) {
+        let (Some(g), Some(c)) = (g, c) else {
+            continue;
+        };
+        let entry = by_syntax.entry(g.transfer_syntax.clone()).or_default();
+        entry.0 += 1;
+        if g.stored.values == c.stored.values {
+            entry.1 += 1;
+        }
+        let max_diff = g
+            .stored
+            .values
+            .iter()
+            .zip(&c.stored.values)
+            .map(|(a, b)| (g.stored.value_of(*a) - c.stored.value_of(*b)).unsigned_abs())
+            .max()
+            .unwrap_or(0);
+        entry.2 = entry.2.max(max_diff);
+    }
+    let syntaxes: Vec<serde_json::Value> = by_syntax
+        .into_iter()
+        .map(|(ts, (films, identical, max_abs_diff))| {
+            json!({
+                "transfer_syntax": ts,
+                "lossless": matches!(ts.as_str(), "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.201" | "1.2.840.10008.1.2.4.202"),
+                "films": films,
+                "identical_to_openjpeg": identical,
+                "max_abs_diff": max_abs_diff,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "films": j2k.len(),
+        "decodes_per_way": decodes,
+        "gpu_films_per_s": gpu_rate,
+        "gpu_fallbacks": gpu_fallbacks,
+        "cpu_films_per_s": cpu_rate,
+        "cpu_threads": cores,
+        "cpu_one_thread_films_per_s": cpu_one_rate,
+        "by_transfer_syntax": syntaxes,
+    }))
 }
 
 fn print_report(r: &serde_json::Value) {
@@ -391,4 +514,28 @@ fn print_report(r: &serde_json::Value) {
         f(&r["pipeline_efficiency"]["ratio"]),
         r["pipeline_efficiency"]["batch"]
     );
+    println!(
+        "JPEG 2000 decoder: {}",
+        r["jpeg2000_decoder"]["name"].as_str().unwrap_or("")
+    );
+    let c = &r["jpeg2000_gpu_vs_cpu"];
+    if c["films"].as_u64().unwrap_or(0) > 0 {
+        println!(
+            "JPEG 2000 films/s (parse + decode + LUT): GPU {:.1} ({} fallbacks), CPU {:.1} on {} threads, CPU {:.1} on 1 thread",
+            f(&c["gpu_films_per_s"]),
+            c["gpu_fallbacks"],
+            f(&c["cpu_films_per_s"]),
+            c["cpu_threads"],
+            f(&c["cpu_one_thread_films_per_s"])
+        );
+        for s in c["by_transfer_syntax"].as_array().into_iter().flatten() {
+            println!(
+                "  {}: {} of {} films identical to OpenJPEG, max |difference| {}",
+                s["transfer_syntax"].as_str().unwrap_or(""),
+                s["identical_to_openjpeg"],
+                s["films"],
+                s["max_abs_diff"]
+            );
+        }
+    }
 }

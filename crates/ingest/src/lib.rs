@@ -26,6 +26,7 @@
 //! # Ok::<(), cxr_ingest::IngestError>(())
 //! ```
 
+pub mod accel;
 mod error;
 mod gate;
 pub mod jpeg12;
@@ -40,6 +41,7 @@ use std::path::Path;
 
 use dicom_object::InMemDicomObject;
 
+pub use accel::Decoder;
 pub use error::{IngestError, IngestErrorKind};
 pub use gate::{Assessment, NotAnalyzable};
 pub use meta::{Patient, RadiographMeta};

@@ -14,6 +14,7 @@ use dicom_pixeldata::PixelDecoder;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::accel::{self, Decoder};
 use super::meta::{numbers, text};
 use super::{jpeg12, rle, IngestError, IngestLimits};
 
@@ -61,17 +62,20 @@ pub struct StoredFrame {
     pub bits_stored: u16,
     /// Row-major stored values.
     pub values: Vec<u16>,
+    /// Which decoder produced them.
+    pub decoder: Decoder,
 }
 
 impl std::fmt::Debug for StoredFrame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "StoredFrame {{ {}x{}, {} {} bits }}",
+            "StoredFrame {{ {}x{}, {} {} bits, {} }}",
             self.columns,
             self.rows,
             if self.signed { "signed" } else { "unsigned" },
-            self.bits_stored
+            self.bits_stored,
+            self.decoder
         )
     }
 }
@@ -79,7 +83,11 @@ impl std::fmt::Debug for StoredFrame {
 impl StoredFrame {
     /// The stored value at a row-major index, as a signed integer.
     pub fn value(&self, index: usize) -> i32 {
-        let raw = self.values[index];
+        self.value_of(self.values[index])
+    }
+
+    /// A raw 16-bit sample of this frame as a signed integer.
+    pub fn value_of(&self, raw: u16) -> i32 {
         if self.signed {
             i32::from(raw as i16)
         } else {
@@ -247,8 +255,8 @@ pub(crate) fn decode_first_frame(
         .ok()
         .flatten()
         .ok_or(IngestError::MissingPixelData)?;
-    let raw = match element.value() {
-        Value::Primitive(p) => native_frame(p, module)?,
+    let (raw, decoder) = match element.value() {
+        Value::Primitive(p) => (native_frame(p, module)?, Decoder::Native),
         Value::PixelSequence(seq) => {
             let frame1 = Fragments {
                 fragments: seq.fragments(),
@@ -268,6 +276,7 @@ pub(crate) fn decode_first_frame(
         signed: module.signed,
         bits_stored: module.bits_stored,
         values: normalise(raw, module),
+        decoder,
     })
 }
 
@@ -357,7 +366,7 @@ fn encapsulated_frame(
     encapsulated: &Fragments<'_>,
     module: &PixelModule,
     transfer_syntax: &str,
-) -> Result<Vec<u16>, IngestError> {
+) -> Result<(Vec<u16>, Decoder), IngestError> {
     let corrupt = |detail: String| corrupt_in(transfer_syntax, detail);
     let stream = frame_fragments(
         encapsulated.fragments,
@@ -371,12 +380,38 @@ fn encapsulated_frame(
     let is_dct =
         transfer_syntax == uids::JPEG_BASELINE8_BIT || transfer_syntax == uids::JPEG_EXTENDED12_BIT;
     if is_dct && jpeg12::read_frame_header(&stream).is_ok_and(|h| h.precision == 12) {
-        return decode_jpeg12(&stream, module, transfer_syntax);
+        return decode_jpeg12(&stream, module, transfer_syntax).map(|v| (v, Decoder::Jpeg12));
     }
     if transfer_syntax == uids::RLE_LOSSLESS {
         let pixels = module.rows as usize * module.columns as usize;
         return rle::decode_frame(&stream, pixels, module.bits_allocated)
+            .map(|v| (v, Decoder::Rle))
             .map_err(|e| corrupt(e.to_string()));
+    }
+    let mut decoder = Decoder::Cpu;
+    if codestream_family(transfer_syntax) == Family::Jpeg2000 {
+        if let Some(accelerated) = accel::jpeg2000_decoder() {
+            let pixels = u64::from(module.rows) * u64::from(module.columns);
+            match accelerated.decode(&stream, pixels) {
+                Ok(frame) if frame.width == module.columns && frame.height == module.rows => {
+                    return Ok((frame.samples, Decoder::Accelerated));
+                }
+                Ok(frame) => tracing::warn!(
+                    decoder = accelerated.name(),
+                    "decoded {}x{}, the header says {}x{}; decoding on the CPU",
+                    frame.width,
+                    frame.height,
+                    module.columns,
+                    module.rows
+                ),
+                Err(e) => tracing::warn!(
+                    decoder = accelerated.name(),
+                    error = %e,
+                    "JPEG 2000 decoder failed; decoding on the CPU"
+                ),
+            }
+            decoder = Decoder::Fallback;
+        }
     }
     // Third-party decoders must return errors, but one that panics on a
     // hostile stream must not take the service down with it.
@@ -394,7 +429,10 @@ fn encapsulated_frame(
             bytes.len()
         )));
     }
-    Ok(from_le_bytes(&bytes[..expected], module.bits_allocated))
+    Ok((
+        from_le_bytes(&bytes[..expected], module.bits_allocated),
+        decoder,
+    ))
 }
 
 fn decode_jpeg12(
@@ -650,6 +688,7 @@ mod tests {
             signed: false,
             bits_stored: 16,
             values: vec![0x0102, 0x0304],
+            decoder: Decoder::Native,
         };
         let expected: String = Sha256::digest([0x02u8, 0x01, 0x04, 0x03])
             .iter()

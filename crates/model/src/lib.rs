@@ -54,6 +54,7 @@ pub use backend::Backend;
 pub use batcher::{BatchSettings, BatchStats, Batcher, Inference};
 pub use manifest::{FindingCode, FindingId, Manifest, ManifestError};
 pub use occlusion::{OcclusionMode, OcclusionSettings};
+pub use runtime::site_packages_candidates;
 pub use session::{
     ConvSearch, ExecutionProvider, HeatmapShape, ImageOutput, ModelSession, ProviderChoice,
     SessionSettings,

@@ -48,6 +48,39 @@ pub fn library_path() -> Option<&'static Path> {
         .map(|(_, p)| p.as_path())
 }
 
+/// The Python `site-packages` folders where NVIDIA's runtime wheels may
+/// sit beside ONNX Runtime: the one holding the ONNX Runtime library in use
+/// (or the one that would be loaded), then the project's `.venv`. Other
+/// libraries loaded at run time (nvImageCodec) are looked for there.
+pub fn site_packages_candidates() -> Vec<PathBuf> {
+    let library = library_path()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| find_library(None));
+    // SITE/onnxruntime/capi/libonnxruntime.so.N
+    let mut found: Vec<PathBuf> = library
+        .ancestors()
+        .nth(3)
+        .filter(|p| p.join("onnxruntime").is_dir())
+        .map(Path::to_path_buf)
+        .into_iter()
+        .collect();
+    let mut roots: Vec<PathBuf> = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.push(cwd);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).take(4).map(Path::to_path_buf));
+    }
+    for root in roots {
+        if let Some(site) = site_packages(&root.join(".venv")) {
+            if !found.contains(&site) {
+                found.push(site);
+            }
+        }
+    }
+    found
+}
+
 /// Where ONNX Runtime is looked for, in order.
 fn find_library(explicit: Option<&Path>) -> PathBuf {
     if let Some(path) = explicit {

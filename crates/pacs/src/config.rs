@@ -27,6 +27,14 @@ pub struct DicomConfig {
     /// Associations served at once; more are rejected (transient, local
     /// limit exceeded), so a sender retries later.
     pub max_associations: usize,
+    /// Associations served at once for one peer address; more from it are
+    /// rejected like those beyond `max_associations`, so one host (or one
+    /// misbehaving modality) cannot take every slot.
+    pub max_associations_per_peer: usize,
+    /// Seconds a new connection may take to complete association set-up
+    /// (its A-ASSOCIATE-RQ read and answered, the ARTIM timer of PS3.8
+    /// §9.1.5); a connection that sends nothing is closed and frees its slot.
+    pub setup_timeout_s: u64,
     /// Largest data set accepted in one C-STORE, MiB; a larger one is
     /// answered "out of resources" and not kept.
     pub max_object_mib: u64,
@@ -132,6 +140,8 @@ impl Default for DicomConfig {
             allowed_calling_aes: Vec::new(),
             max_pdu: 65_536,
             max_associations: 16,
+            max_associations_per_peer: 4,
+            setup_timeout_s: 10,
             max_object_mib: 256,
             timeout_s: 60,
             stow_listen: None,
@@ -191,6 +201,12 @@ impl DicomConfig {
         }
         if self.max_associations == 0 {
             return err("max_associations", "must be at least 1".into());
+        }
+        if self.max_associations_per_peer == 0 {
+            return err("max_associations_per_peer", "must be at least 1".into());
+        }
+        if self.setup_timeout_s == 0 {
+            return err("setup_timeout_s", "must be at least 1".into());
         }
         if self.max_object_mib == 0 {
             return err("max_object_mib", "must be at least 1".into());

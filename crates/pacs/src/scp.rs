@@ -91,6 +91,28 @@ pub struct Listener {
     config: Arc<DicomConfig>,
     intake: Arc<Intake>,
     slots: Arc<Semaphore>,
+    per_peer: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One peer address's share of the association slots, given back on drop.
+struct PeerSlot {
+    peer: std::net::IpAddr,
+    counts: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut counts = match self.counts.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(n) = counts.get_mut(&self.peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.peer);
+            }
+        }
+    }
 }
 
 impl Listener {
@@ -99,9 +121,27 @@ impl Listener {
         Listener {
             options: association_options(&config),
             slots: Arc::new(Semaphore::new(config.max_associations)),
+            per_peer: Arc::default(),
             config,
             intake,
         }
+    }
+
+    /// Takes one of `peer`'s association slots, unless it holds its share.
+    fn peer_slot(&self, peer: std::net::IpAddr) -> Option<PeerSlot> {
+        let mut counts = match self.per_peer.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let n = counts.entry(peer).or_insert(0);
+        if *n >= self.config.max_associations_per_peer {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peer,
+            counts: Arc::clone(&self.per_peer),
+        })
     }
 
     /// Accepts associations on `listener` until `stop` turns true; then
@@ -115,15 +155,21 @@ impl Listener {
                     Ok((socket, peer)) => {
                         let _ = socket.set_nodelay(true);
                         let this = Arc::clone(&self);
+                        let Some(peer_slot) = self.peer_slot(peer.ip()) else {
+                            running.spawn(async move { this.reject_busy(socket, peer, true).await });
+                            continue;
+                        };
                         match Arc::clone(&self.slots).try_acquire_owned() {
                             Ok(slot) => {
                                 running.spawn(async move {
                                     this.association(socket, peer).await;
                                     drop(slot);
+                                    drop(peer_slot);
                                 });
                             }
                             Err(_) => {
-                                running.spawn(async move { this.reject_busy(socket, peer).await });
+                                drop(peer_slot);
+                                running.spawn(async move { this.reject_busy(socket, peer, false).await });
                             }
                         }
                     }
@@ -150,9 +196,18 @@ impl Listener {
 
     /// Rejects a caller beyond `max_associations`: reads its A-ASSOCIATE-RQ
     /// (bounded) and answers A-ASSOCIATE-RJ, transient, local limit exceeded.
-    async fn reject_busy(&self, mut socket: TcpStream, peer: std::net::SocketAddr) {
-        metrics::counter!("cxr_dicom_associations_total", "result" => "rejected_busy").increment(1);
-        tracing::warn!(%peer, max = self.config.max_associations, "DICOM association rejected: too many at once");
+    /// `per_peer`: the caller's address holds its share
+    /// (`max_associations_per_peer`), not the whole listener.
+    async fn reject_busy(&self, mut socket: TcpStream, peer: std::net::SocketAddr, per_peer: bool) {
+        if per_peer {
+            metrics::counter!("cxr_dicom_associations_total", "result" => "rejected_peer_busy")
+                .increment(1);
+            tracing::warn!(%peer, max = self.config.max_associations_per_peer, "DICOM association rejected: too many at once from this address");
+        } else {
+            metrics::counter!("cxr_dicom_associations_total", "result" => "rejected_busy")
+                .increment(1);
+            tracing::warn!(%peer, max = self.config.max_associations, "DICOM association rejected: too many at once");
+        }
         let read = async {
             let mut header = [0u8; 6];
             socket.read_exact(&mut header).await?;
@@ -162,7 +217,7 @@ impl Listener {
             Ok::<u8, std::io::Error>(header[0])
         };
         let Ok(Ok(0x01)) =
-            tokio::time::timeout(Duration::from_secs(self.config.timeout_s), read).await
+            tokio::time::timeout(Duration::from_secs(self.config.setup_timeout_s), read).await
         else {
             return;
         };
@@ -181,7 +236,15 @@ impl Listener {
 
     /// Negotiates and serves one association.
     async fn association(&self, socket: TcpStream, peer: std::net::SocketAddr) {
-        let mut association = match self.options.establish_async(socket).await {
+        let setup = Duration::from_secs(self.config.setup_timeout_s);
+        let established = tokio::time::timeout(setup, self.options.establish_async(socket)).await;
+        let Ok(established) = established else {
+            metrics::counter!("cxr_dicom_associations_total", "result" => "setup_timeout")
+                .increment(1);
+            tracing::warn!(%peer, seconds = self.config.setup_timeout_s, "DICOM connection closed: no association set up in time");
+            return;
+        };
+        let mut association = match established {
             Ok(a) => a,
             Err(e) => {
                 let (result, why) = match &e {

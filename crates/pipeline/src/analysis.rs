@@ -36,6 +36,8 @@ pub struct Decoded {
     pub reason: Option<NotAnalyzed>,
     /// Time spent decoding, ms.
     pub decode_ms: f64,
+    /// Which decoder read the pixels, when they could be read.
+    pub decoder: Option<cxr_ingest::Decoder>,
 }
 
 /// What became of one image.
@@ -177,6 +179,7 @@ impl Analyzer {
                 meta: radiograph.meta,
                 image: Some(Arc::new(radiograph.image)),
                 decode_ms: 0.0,
+                decoder: Some(radiograph.stored.decoder),
             },
             Err((error, None)) => return Err(PipelineError::NotDicom(error.to_string())),
             Err((error, Some(meta))) => {
@@ -190,6 +193,7 @@ impl Analyzer {
                         message: error.to_string(),
                     }),
                     decode_ms: 0.0,
+                    decoder: None,
                 }
             }
         };
@@ -230,6 +234,7 @@ impl Analyzer {
     ) -> Result<Outcome, PipelineError> {
         let mut timings = Timings {
             decode_ms: decoded.decode_ms,
+            decoder: decoded.decoder,
             ..Timings::default()
         };
         let image_size = decoded.image.as_ref().map(|i| (i.width, i.height));

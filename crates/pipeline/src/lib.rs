@@ -32,6 +32,7 @@
 //! ```
 
 mod analysis;
+pub mod jpeg2000;
 
 use std::sync::Arc;
 use std::time::Instant;

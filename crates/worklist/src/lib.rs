@@ -174,6 +174,12 @@ impl From<&NotAnalyzed> for StoredReason {
 pub struct Timings {
     /// Decode (parse, pixels, LUTs).
     pub decode_ms: f64,
+    /// Which decoder read the pixels (`native`, `cpu`, `accelerated` for
+    /// the GPU, `fallback` when the GPU failed and the CPU decoded; absent
+    /// when they could not be decoded or for results stored before this
+    /// was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoder: Option<cxr_ingest::Decoder>,
     /// Engine stages.
     #[serde(flatten)]
     pub engine: StageTimes,
