@@ -38,6 +38,18 @@ pub struct ServiceConfig {
     pub retention: Retention,
     /// How compressed films are decoded (`[decode]`: JPEG 2000 on the GPU).
     pub decode: cxr_pipeline::jpeg2000::DecodeConfig,
+    /// Audit trail export (`[audit]`).
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: the audit trail is always kept in the worklist database
+/// (`cxr-triage audit verify|show`); it can also go to a syslog collector.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// RFC 5424 syslog collector (an audit record repository, a SIEM):
+    /// `udp://HOST:PORT` or `tcp://HOST:PORT`; unset: no export.
+    pub syslog: Option<String>,
 }
 
 /// Retention: `serve` purges once a day (and `cxr-triage purge` on
@@ -83,6 +95,10 @@ pub struct Limits {
     /// before their bytes are read. Memory held by uploads is at most this
     /// many times the size limits above.
     pub max_concurrent_analyses: usize,
+    /// Of those, at most this many for one client address (more from it
+    /// are refused with RESOURCE_EXHAUSTED while other clients still get
+    /// slots).
+    pub max_analyses_per_peer: usize,
     /// Longest time one request may take, seconds (not `WatchWorklist`
     /// streams, which last until the client or the service ends them).
     pub request_timeout_s: u64,
@@ -100,6 +116,7 @@ impl Default for Limits {
             max_message_mib: 64,
             max_stream_mib: 128,
             max_concurrent_analyses: 16,
+            max_analyses_per_peer: cxr_api::DEFAULT_MAX_ANALYSES_PER_PEER,
             request_timeout_s: 120,
             max_watchers: cxr_api::DEFAULT_MAX_WATCHERS,
             upload_idle_s: cxr_api::DEFAULT_UPLOAD_IDLE_S,
@@ -134,6 +151,7 @@ impl Default for ServiceConfig {
             auth: cxr_auth::AuthConfig::default(),
             retention: Retention::default(),
             decode: cxr_pipeline::jpeg2000::DecodeConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -235,6 +253,7 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
 const OPTIONAL_KEYS: &[&str] = &[
     "metrics_listen",
     "decode.library",
+    "audit.syslog",
     "tls.cert",
     "tls.key",
     "tls.client_ca",

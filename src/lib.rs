@@ -26,6 +26,7 @@
 pub mod cli;
 pub mod config;
 pub mod serve;
+pub mod syslog;
 
 /// Makes every file and folder this process creates readable and writable
 /// by its own user only (umask 077): patient data never lands

@@ -139,18 +139,45 @@ pub async fn run(
         });
     }
 
+    // The audit trail to a syslog collector, when configured.
+    if let Some(target) = &config.audit.syslog {
+        let target: crate::syslog::Target = target
+            .parse()
+            .map_err(|e| anyhow::anyhow!("audit.syslog: {e}"))?;
+        tracing::info!(?target, "audit trail exported to syslog");
+        tokio::spawn(crate::syslog::export(
+            Arc::clone(pipeline.store()),
+            target,
+            config.data_dir.join("audit-syslog.seq"),
+        ));
+    }
+
     // Retention: once at start and then daily.
     if config.retention.days > 0 {
         let policy = config.retention.clone();
         let store = Arc::clone(pipeline.store());
+        let pacs_state = config.dicom.state_dir(&config.data_dir);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(86_400));
             loop {
                 tick.tick().await;
                 let store = Arc::clone(&store);
                 let retention = policy.clone();
+                let pacs_state = pacs_state.clone();
                 let purged = tokio::task::spawn_blocking(move || {
                     let cutoff = retention.cutoff_ms(cxr_worklist::now_ms());
+                    if let Some(c) = cutoff {
+                        match cxr_pacs::purge(&pacs_state, c) {
+                            Ok(p) => tracing::info!(
+                                outbox_sent = p.sent_rows,
+                                rejected = p.rejected_files,
+                                "retention purge (DICOM state)"
+                            ),
+                            Err(e) => {
+                                tracing::error!(error = %e, "retention purge of DICOM state failed")
+                            }
+                        }
+                    }
                     cutoff.map(|c| store.purge(c, retention.results))
                 })
                 .await;
@@ -171,11 +198,17 @@ pub async fn run(
     }
 
     // DICOM listener and results back to PACS, when `[dicom] enabled`.
-    let pacs = cxr_pacs::Pacs::start(
+    let stow_tls = config.tls.as_ref().map(|t| cxr_pacs::stow::TlsFiles {
+        cert: t.cert.clone(),
+        key: t.key.clone(),
+        client_ca: t.client_ca.clone(),
+    });
+    let pacs = cxr_pacs::Pacs::start_with_tls(
         &config.dicom,
         &config.data_dir,
         Arc::clone(&pipeline),
         Arc::clone(&auth),
+        stow_tls.as_ref(),
     )
     .await?;
 
@@ -224,11 +257,11 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
-        .add_service(Admitted::new(
-            triage,
-            Arc::clone(&pipeline),
-            Arc::clone(&auth),
-        ))
+        .add_service(
+            Admitted::new(triage, Arc::clone(&pipeline), Arc::clone(&auth))
+                .with_upload_idle(Duration::from_secs(config.limits.upload_idle_s))
+                .with_peer_limit(config.limits.max_analyses_per_peer),
+        )
         .serve_with_incoming_shutdown(incoming, async move {
             if let Ok(Some(e)) = stop_rx.await {
                 let _ = error_tx.send(e).await;
@@ -259,13 +292,13 @@ fn check_exposure(config: &ServiceConfig) -> anyhow::Result<()> {
     let listen = config.listen;
     let exposed = !listen.ip().is_loopback();
     let protected = config.tls.is_some() && config.auth.enabled;
-    // STOW-RS (plain HTTP) beyond loopback needs authentication at least;
-    // TLS is then a proxy's job (docs/security.md).
+    // STOW-RS beyond loopback: the same rule (it is HTTPS with `[tls]`).
     if let Some(stow) = config.dicom.stow_listen.filter(|_| config.dicom.enabled) {
-        if !stow.ip().is_loopback() && !config.auth.enabled && !config.auth.insecure {
+        if !stow.ip().is_loopback() && !protected && !config.auth.insecure {
             anyhow::bail!(
-                "STOW-RS on {stow} without authentication would let anyone on the network file images: \
-                 configure [auth] (docs/security.md), or set auth.insecure = true to accept the risk"
+                "STOW-RS on {stow} without TLS and authentication would let anyone on the network read \
+                 and file images: configure [tls] and [auth] (docs/security.md), or set \
+                 auth.insecure = true to accept the risk"
             );
         }
     }

@@ -46,9 +46,18 @@ pub fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(path.exists(), "no worklist database at {}", path.display());
     let store = SqliteStore::open(&path)?;
     let p = store.purge(cutoff, config.retention.results)?;
+    let d = cxr_pacs::purge(&config.dicom.state_dir(&config.data_dir), cutoff)?;
     println!(
-        "purged (older than {} days): {} previews, {} heatmaps, {} events, {} images, {} studies",
-        config.retention.days, p.previews, p.heatmaps, p.events, p.images, p.studies
+        "purged (older than {} days): {} previews, {} heatmaps, {} events, {} images, {} studies, \
+         {} sent outbox rows, {} rejected DICOM files",
+        config.retention.days,
+        p.previews,
+        p.heatmaps,
+        p.events,
+        p.images,
+        p.studies,
+        d.sent_rows,
+        d.rejected_files
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -276,3 +276,158 @@ async fn a_stalled_upload_frees_its_analysis_slot() {
     assert!(stalled.is_err(), "the stalled upload failed");
     running.stop().await;
 }
+
+/// One client address cannot take every analysis slot: beyond
+/// `limits.max_analyses_per_peer` its uploads are refused at once while
+/// slots remain for others, and it gets them back when its uploads end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_address_cannot_hold_every_analysis_slot() {
+    use tokio_stream::StreamExt as _;
+    let data = tempfile::tempdir().unwrap();
+    let (film, _, _) = synth(8502, false, ViewChoice::Pa);
+    let mut c = config(data.path());
+    c.limits.max_concurrent_analyses = 4;
+    c.limits.max_analyses_per_peer = 1;
+    c.limits.upload_idle_s = 60;
+    let running = start(c).await;
+    let ch = channel(running.addr).await;
+    wait_serving(ch.clone(), &film).await;
+
+    let first = pb::AnalyzeChunk {
+        options: None,
+        data: film[..1000].to_vec(),
+    };
+    let stalled = tokio_stream::iter(vec![first]).chain(tokio_stream::pending());
+    let mut slow = TriageClient::new(ch.clone());
+    let stalled = tokio::spawn(async move { slow.analyze_stream(stalled).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // Three of four slots are free, but this address holds its one.
+    let mut client = TriageClient::new(ch);
+    let refused = client
+        .analyze(pb::AnalyzeRequest {
+            dicom: film.clone(),
+            options: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused}");
+    assert!(refused.message().contains("this address"), "{refused}");
+
+    // The stalled upload goes away: the address gets its slot back.
+    stalled.abort();
+    let started = std::time::Instant::now();
+    let response = loop {
+        match client
+            .analyze(pb::AnalyzeRequest {
+                dicom: film.clone(),
+                options: None,
+            })
+            .await
+        {
+            Ok(r) => break r.into_inner(),
+            Err(e) if e.code() == tonic::Code::ResourceExhausted => {
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(20),
+                    "the slot did not come back: {e}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(response.analyzable);
+    running.stop().await;
+}
+
+/// Many watchers share one feed: each sees every change, in order, with
+/// its study, exactly once; a watcher resuming from an earlier sequence
+/// gets the backlog first, then the live feed, without a gap or repeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_watchers_share_one_feed_and_see_every_change_in_order() {
+    use tokio_stream::StreamExt as _;
+    let data = tempfile::tempdir().unwrap();
+    let (film, _, _) = synth(8503, true, ViewChoice::Pa);
+    let running = start(config(data.path())).await;
+    let ch = channel(running.addr).await;
+    wait_serving(ch.clone(), &film).await;
+    let mut client = TriageClient::new(ch.clone());
+    let first = client
+        .analyze(pb::AnalyzeRequest {
+            dicom: film.clone(),
+            options: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let study = first.identity.unwrap().study_instance_uid;
+
+    let mut watches = Vec::new();
+    for _ in 0..40 {
+        watches.push(
+            TriageClient::new(ch.clone())
+                .watch_worklist(pb::WatchWorklistRequest { after_sequence: 0 })
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    // One resumes from before the film arrived.
+    let mut resuming = TriageClient::new(ch.clone())
+        .watch_worklist(pb::WatchWorklistRequest { after_sequence: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut sequences = Vec::new();
+    for status in [pb::StudyStatus::Claimed, pb::StudyStatus::Read] {
+        let s = client
+            .update_status(pb::UpdateStatusRequest {
+                study_instance_uid: study.clone(),
+                status: status as i32,
+                by: "dr.mai".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(s.status, status as i32);
+    }
+    for watch in &mut watches {
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let e = tokio::time::timeout(std::time::Duration::from_secs(10), watch.next())
+                .await
+                .expect("an event within 10 s")
+                .unwrap()
+                .unwrap();
+            assert_eq!(e.study.as_ref().unwrap().study_instance_uid, study);
+            seen.push((e.sequence, e.study.unwrap().status));
+        }
+        assert_eq!(
+            seen.iter().map(|s| s.1).collect::<Vec<_>>(),
+            [
+                pb::StudyStatus::Claimed as i32,
+                pb::StudyStatus::Read as i32
+            ]
+        );
+        assert_eq!(seen[1].0, seen[0].0 + 1);
+        if sequences.is_empty() {
+            sequences = seen.iter().map(|s| s.0).collect();
+        }
+        assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), sequences);
+    }
+    // The resuming watcher: everything after sequence 1, no repeats, then
+    // the two changes.
+    let mut resumed = Vec::new();
+    while resumed.last() != Some(&sequences[1]) {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(10), resuming.next())
+            .await
+            .expect("an event within 10 s")
+            .unwrap()
+            .unwrap();
+        resumed.push(e.sequence);
+    }
+    assert_eq!(resumed.first(), Some(&2));
+    assert!(resumed.windows(2).all(|w| w[1] == w[0] + 1), "{resumed:?}");
+    running.stop().await;
+}

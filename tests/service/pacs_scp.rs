@@ -364,6 +364,167 @@ async fn idle_connections_are_closed_and_one_address_cannot_take_every_slot() {
     pacs.shutdown().await;
 }
 
+/// `film` rewritten: its Pixel Data replaced by `pixels` (`None`: removed).
+fn with_pixels(path: &std::path::Path, pixels: Option<Vec<u8>>, name: &str) -> std::path::PathBuf {
+    let mut obj = dicom_object::open_file(path).unwrap();
+    match pixels {
+        Some(bytes) => {
+            obj.put(dicom_core::DataElement::new(
+                dicom_dictionary_std::tags::PIXEL_DATA,
+                dicom_core::VR::OB,
+                dicom_core::PrimitiveValue::from(bytes),
+            ));
+        }
+        None => {
+            obj.remove_element(dicom_dictionary_std::tags::PIXEL_DATA);
+        }
+    }
+    let out = path.with_file_name(name);
+    obj.write_to_file(&out).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn objects_without_pixels_are_refused_and_a_sender_of_unreadable_objects_is_held_off() {
+    let data = tempfile::tempdir().unwrap();
+    let films = tempfile::tempdir().unwrap();
+    let (pipeline, store_) = pipeline(data.path());
+    warm(&pipeline).await;
+    let mut config = dicom_config();
+    config.max_unreadable_per_source_per_hour = 2;
+    let port = config.listen.port();
+    let pacs = start_pacs(&config, data.path(), &pipeline).await;
+
+    // An image object without Pixel Data is not an image: refused at once
+    // ("data set does not match SOP class"), never spooled or listed.
+    let (cr, cr_sop, cr_study) = film(films.path(), 66, 1, OutputSyntax::ExplicitLe, false);
+    let bare = with_pixels(&cr, None, "bare.dcm");
+    let o = store(port, &["-xe"], &bare);
+    assert!(
+        text(&o).to_lowercase().contains("a900"),
+        "not refused as a data set mismatch: {}",
+        text(&o)
+    );
+    assert!(spooled(data.path()).is_empty());
+
+    // Two objects whose pixels cannot be decoded (10 bytes for a whole
+    // film) are filed NOT_ANALYZED for a human...
+    let mut broken = Vec::new();
+    for index in 2..4 {
+        let (path, sop, study) = film(films.path(), 66, index, OutputSyntax::ExplicitLe, false);
+        let path = with_pixels(&path, Some(vec![7; 10]), &format!("broken-{index}.dcm"));
+        let o = store(port, &["-xe"], &path);
+        assert!(o.status.success(), "{}", text(&o));
+        broken.push((sop, study));
+    }
+    for (sop, study) in &broken {
+        wait_for(Duration::from_secs(60), "the broken film listed", || {
+            in_worklist(store_.as_ref(), study, sop) == Some(false)
+        })
+        .await;
+    }
+    // ...then this sender is held off for the hour ("out of resources":
+    // it retries later), even with a good film,
+    let o = store(port, &["-xe"], &cr);
+    assert!(
+        text(&o).to_lowercase().contains("a700"),
+        "not held off: {}",
+        text(&o)
+    );
+    assert!(in_worklist(store_.as_ref(), &cr_study, &cr_sop).is_none());
+    // while other senders are not.
+    let port_s = port.to_string();
+    let o = dcmtk(
+        "storescu",
+        &[
+            "-aet",
+            "TESTSCU",
+            "-aec",
+            "CXR_TRIAGE",
+            "-to",
+            "10",
+            "-xe",
+            "127.0.0.1",
+            &port_s,
+            cr.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    wait_for(Duration::from_secs(60), "the good film from another sender", || {
+        in_worklist(store_.as_ref(), &cr_study, &cr_sop) == Some(true)
+    })
+    .await;
+    pacs.shutdown().await;
+}
+
+/// A JPEG 2000 decoder that panics on one codestream (a defect injected
+/// below the pipeline) and declines every other, which OpenJPEG then
+/// decodes: other tests running meanwhile are not affected.
+struct PanicsOn(Vec<u8>);
+
+impl cxr_ingest::accel::CodestreamDecoder for PanicsOn {
+    fn name(&self) -> &str {
+        "panics"
+    }
+    fn decode(
+        &self,
+        codestream: &[u8],
+        _max_pixels: u64,
+    ) -> Result<cxr_ingest::accel::DecodedCodestream, String> {
+        if codestream == self.0.as_slice() {
+            panic!("injected decoder defect");
+        }
+        Err("not this test's stream".into())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panic_while_decoding_files_the_image_for_a_human_and_the_worker_goes_on() {
+    let data = tempfile::tempdir().unwrap();
+    let films = tempfile::tempdir().unwrap();
+    let (pipeline, store_) = pipeline(data.path());
+    warm(&pipeline).await;
+    let config = dicom_config();
+    let port = config.listen.port();
+    let pacs = start_pacs(&config, data.path(), &pipeline).await;
+
+    let (j2k, j2k_sop, j2k_study) = film(films.path(), 64, 1, OutputSyntax::J2kLossless, false);
+    let codestream = {
+        let obj = dicom_object::open_file(&j2k).unwrap();
+        let pixels = obj.element(dicom_dictionary_std::tags::PIXEL_DATA).unwrap();
+        pixels.value().fragments().unwrap().concat()
+    };
+    cxr_ingest::accel::install_jpeg2000_decoder(Some(std::sync::Arc::new(PanicsOn(codestream))));
+    let o = store(port, &["-xv"], &j2k);
+    assert!(o.status.success(), "{}", text(&o));
+    wait_for(
+        Duration::from_secs(60),
+        "the film whose decoding panicked on the worklist",
+        || in_worklist(store_.as_ref(), &j2k_study, &j2k_sop).is_some(),
+    )
+    .await;
+    let (_, images) = store_.get_study(&j2k_study).unwrap();
+    let reason = images[0].reason.clone().expect("NOT_ANALYZED");
+    assert_eq!(reason.code, "internal_error", "{}", reason.message);
+    assert!(reason.message.contains("human"), "{}", reason.message);
+
+    // The same worker goes on with the next film.
+    let (cr, cr_sop, cr_study) = film(films.path(), 64, 2, OutputSyntax::ExplicitLe, false);
+    let o = store(port, &["-xe"], &cr);
+    assert!(o.status.success(), "{}", text(&o));
+    wait_for(Duration::from_secs(60), "the next film analysed", || {
+        in_worklist(store_.as_ref(), &cr_study, &cr_sop) == Some(true)
+    })
+    .await;
+    cxr_ingest::accel::install_jpeg2000_decoder(None);
+    assert!(
+        spooled(data.path()).is_empty(),
+        "{:?}",
+        spooled(data.path())
+    );
+    pacs.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_data_set_that_is_not_dicom_fails_the_store_and_is_not_kept() {
     let data = tempfile::tempdir().unwrap();

@@ -544,6 +544,127 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
     server.terminate();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stow_rs_is_https_with_the_service_tls_identity() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certificates(certs.path());
+    let data = tempfile::tempdir().unwrap();
+    let stow_port = free_port();
+    let config = data.path().join("cxr-triage.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[tls]\ncert = \"{0}/server.pem\"\nkey = \"{0}/server.key\"\n\n\
+             [dicom]\nenabled = true\nlisten = \"127.0.0.1:{1}\"\nstow_listen = \"127.0.0.1:{2}\"\n",
+            certs.path().display(),
+            free_port(),
+            stow_port
+        ),
+    )
+    .unwrap();
+    let server = Server::start(data.path(), &["--config", config.to_str().unwrap()], &[]);
+    let ch = tls_channel(server.addr, certs.path(), false).await.unwrap();
+    wait_serving(ch).await;
+
+    let (file, _) = film(210, false);
+    let boundary = "cxr-stow-tls";
+    let mut body = format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").into_bytes();
+    body.extend_from_slice(&file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let body_path = data.path().join("body.bin");
+    std::fs::write(&body_path, &body).unwrap();
+    let post = |scheme: &str| {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"])
+            .arg("--cacert")
+            .arg(certs.path().join("ca.pem"))
+            .arg("-H")
+            .arg(format!(
+                "Content-Type: multipart/related; type=\"application/dicom\"; boundary={boundary}"
+            ))
+            .arg("--data-binary")
+            .arg(format!("@{}", body_path.display()))
+            .arg(format!("{scheme}://127.0.0.1:{stow_port}/studies"))
+            .output()
+            .expect("curl (Debian package curl)")
+    };
+    // HTTPS, verified against the CA: stored.
+    let o = post("https");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.trim_end().ends_with("200"), "{out}");
+    assert!(out.contains("00081199"), "no ReferencedSOPSequence: {out}");
+    // Plain HTTP to the same port: no answer.
+    let o = post("http");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        !out.trim_end().ends_with("200"),
+        "served over plain HTTP: {out}"
+    );
+    server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_audit_trail_goes_to_a_syslog_collector_in_rfc_5424() {
+    let collector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    collector
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let port = collector.local_addr().unwrap().port();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        data.path(),
+        &[],
+        &[("CXR_AUDIT_SYSLOG", format!("udp://127.0.0.1:{port}"))],
+    );
+    let ch = plain_channel(server.addr).await;
+    wait_serving(ch.clone()).await;
+    let (file, _) = film(220, false);
+    analyze(ch, file).await.unwrap();
+
+    let mut messages = Vec::new();
+    let mut buf = vec![0u8; 65_536];
+    while !messages
+        .iter()
+        .any(|m: &String| m.contains("action=\"Analyze\""))
+    {
+        let (n, _) = collector
+            .recv_from(&mut buf)
+            .expect("no audit message within 30 s");
+        messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    for (i, m) in messages.iter().enumerate() {
+        // <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] MSG
+        let fields: Vec<&str> = m.splitn(7, ' ').collect();
+        assert!(fields[0] == "<110>1" || fields[0] == "<108>1", "{m}");
+        assert!(fields[1].ends_with('Z') && fields[1].contains('T'), "{m}");
+        assert_eq!(
+            &fields[3..6],
+            ["cxr-triage", &server.child.id().to_string(), "cxr-audit"],
+            "{m}"
+        );
+        assert!(
+            fields[6].starts_with(&format!("[cxr-audit@32473 seq=\"{}\" hash=\"", i + 1)),
+            "{m}"
+        );
+    }
+    let analyze = messages.last().unwrap();
+    assert!(analyze.starts_with("<110>1 "), "{analyze}");
+    assert!(analyze.contains("outcome=\"OK\""), "{analyze}");
+    assert!(analyze.contains(" image:2."), "{analyze}");
+    server.terminate();
+    let progress: u64 = std::fs::read_to_string(data.path().join("audit-syslog.seq"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(progress >= messages.len() as u64, "{progress}");
+}
+
 fn python() -> PathBuf {
     let venv = root().join(".venv/bin/python");
     assert!(

@@ -62,6 +62,66 @@ pub struct Admitted<S> {
     auth: Arc<Authenticator>,
     reads: Arc<tokio::sync::Semaphore>,
     upload_idle: std::time::Duration,
+    per_peer: Arc<PeerSlots>,
+}
+
+/// Analysis slots held per client address, capped.
+#[derive(Debug)]
+struct PeerSlots {
+    limit: usize,
+    held: Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One of a client address's analysis slots, given back on drop.
+struct PeerSlot {
+    peer: std::net::IpAddr,
+    slots: Arc<PeerSlots>,
+}
+
+impl PeerSlots {
+    fn take(self: &Arc<Self>, peer: std::net::IpAddr) -> Option<PeerSlot> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let n = held.entry(peer).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peer,
+            slots: Arc::clone(self),
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut held = self.slots.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// Analyses one client address may have in flight unless configured.
+pub const DEFAULT_MAX_ANALYSES_PER_PEER: usize = 8;
+
+/// The address a request came from (plain or TLS connection).
+fn remote_addr(request: &http::Request<Body>) -> Option<std::net::SocketAddr> {
+    request
+        .extensions()
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(|c| c.remote_addr())
+        .or_else(|| {
+            request
+                .extensions()
+                .get::<tonic::transport::server::TlsConnectInfo<
+                    tonic::transport::server::TcpConnectInfo,
+                >>()
+                .and_then(|t| t.get_ref().remote_addr())
+        })
 }
 
 /// An upload's body that fails when no data arrives for `idle`: a client
@@ -172,7 +232,22 @@ impl<S> Admitted<S> {
             // core at once; more are refused rather than queued.
             reads: Arc::new(tokio::sync::Semaphore::new(4 * cores)),
             upload_idle: std::time::Duration::from_secs(DEFAULT_UPLOAD_IDLE_S),
+            per_peer: Arc::new(PeerSlots {
+                limit: DEFAULT_MAX_ANALYSES_PER_PEER,
+                held: Mutex::default(),
+            }),
         }
+    }
+
+    /// One client address may hold at most `limit` analysis slots at once;
+    /// beyond that its uploads are refused (`RESOURCE_EXHAUSTED`) while
+    /// other clients still get slots.
+    pub fn with_peer_limit(mut self, limit: usize) -> Admitted<S> {
+        self.per_peer = Arc::new(PeerSlots {
+            limit: limit.max(1),
+            held: Mutex::default(),
+        });
+        self
     }
 
     /// An upload that sends no data for `idle` fails and frees its slot.
@@ -237,18 +312,7 @@ impl<S: TriageService> tower_service::Service<http::Request<Body>> for Admitted<
             Err((status, known)) => {
                 // A refused attempt is audited too: who it claimed to be is
                 // unknown, where it came from and what it wanted are not.
-                let address = request
-                    .extensions()
-                    .get::<tonic::transport::server::TcpConnectInfo>()
-                    .and_then(|c| c.remote_addr())
-                    .or_else(|| {
-                        request
-                            .extensions()
-                            .get::<tonic::transport::server::TlsConnectInfo<
-                                tonic::transport::server::TcpConnectInfo,
-                            >>()
-                            .and_then(|t| t.get_ref().remote_addr())
-                    })
+                let address = remote_addr(&request)
                     .map(|a| a.to_string())
                     .unwrap_or_default();
                 let entry = cxr_worklist::AuditEntry {
@@ -281,22 +345,40 @@ impl<S: TriageService> tower_service::Service<http::Request<Body>> for Admitted<
         if !GATED.contains(&request.uri().path()) {
             return self.call_small(request);
         }
-        {
-            match self.pipeline.admit() {
-                Ok(admission) => {
-                    request
-                        .extensions_mut()
-                        .insert(AdmissionSlot(Arc::new(Mutex::new(Some(admission)))));
-                    let idle = self.upload_idle;
-                    request = request.map(|body| Body::new(IdleTimeout::new(body, idle)));
-                }
-                Err(e) => {
-                    let status = super::status_of(e);
+        let peer_slot = match remote_addr(&request) {
+            Some(addr) => match self.per_peer.take(addr.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    metrics::counter!("cxr_requests_refused_total", "reason" => "peer_limit")
+                        .increment(1);
+                    let status = tonic::Status::resource_exhausted(format!(
+                        "this address already has {} analyses in flight; retry later",
+                        self.per_peer.limit
+                    ));
                     return Box::pin(async move { refused(status) });
                 }
+            },
+            None => None,
+        };
+        match self.pipeline.admit() {
+            Ok(admission) => {
+                request
+                    .extensions_mut()
+                    .insert(AdmissionSlot(Arc::new(Mutex::new(Some(admission)))));
+                let idle = self.upload_idle;
+                request = request.map(|body| Body::new(IdleTimeout::new(body, idle)));
+            }
+            Err(e) => {
+                let status = super::status_of(e);
+                return Box::pin(async move { refused(status) });
             }
         }
-        Box::pin(self.inner.call(request))
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            let response = call.await;
+            drop(peer_slot);
+            response
+        })
     }
 }
 

@@ -11,7 +11,10 @@
 mod admission;
 mod convert;
 
-pub use admission::{Admitted, TriageService, DEFAULT_UPLOAD_IDLE_S, MAX_SMALL_MESSAGE};
+pub use admission::{
+    Admitted, TriageService, DEFAULT_MAX_ANALYSES_PER_PEER, DEFAULT_UPLOAD_IDLE_S,
+    MAX_SMALL_MESSAGE,
+};
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,7 +24,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use cxr_findings::{overlay, Heatmap};
 use cxr_pipeline::{Pipeline, PipelineError};
-use cxr_worklist::{now_ms, AuditEntry, EventKind, ListQuery, StoreError};
+use cxr_worklist::{now_ms, AuditEntry, EventKind, ListQuery, StoreError, WorklistStore};
 
 /// Generated protobuf types and gRPC stubs of `cxr_triage.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -50,6 +53,32 @@ pub struct TriageApi {
     max_stream_bytes: usize,
     watchers: Arc<tokio::sync::Semaphore>,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    feed: Arc<std::sync::OnceLock<tokio::sync::broadcast::Sender<Arc<pb::WorklistEvent>>>>,
+}
+
+/// Events a slow watcher may fall behind the shared feed before it catches
+/// up from the store instead.
+const FEED_CAPACITY: usize = 1024;
+
+/// Reads the change log after `from` (at most 1,000 events) with each
+/// event's study, from the store.
+async fn events_with_studies(store: Arc<dyn WorklistStore>, from: u64) -> Vec<pb::WorklistEvent> {
+    tokio::task::spawn_blocking(move || {
+        let events = store.events_after(from, 1000)?;
+        Ok::<_, StoreError>(
+            events
+                .into_iter()
+                .map(|e| {
+                    let study = store.get_study(&e.study_instance_uid).ok().map(|(s, _)| s);
+                    convert::event(&e, study.as_ref())
+                })
+                .collect::<Vec<_>>(),
+        )
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .unwrap_or_default()
 }
 
 impl TriageApi {
@@ -61,7 +90,60 @@ impl TriageApi {
             max_stream_bytes,
             watchers: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_WATCHERS)),
             shutdown: tokio::sync::watch::channel(false).1,
+            feed: Arc::default(),
         }
+    }
+
+    /// The shared feed of committed worklist events, started on first use:
+    /// one task reads each new event and its study from the store once and
+    /// hands it to every watcher (a watcher no longer costs a database read
+    /// per event).
+    async fn feed(
+        &self,
+    ) -> Result<tokio::sync::broadcast::Receiver<Arc<pb::WorklistEvent>>, Status> {
+        if let Some(tx) = self.feed.get() {
+            return Ok(tx.subscribe());
+        }
+        let store = Arc::clone(self.pipeline.store());
+        let start = {
+            let s = Arc::clone(&store);
+            blocking(move || s.last_sequence()).await?
+        };
+        let mut started = false;
+        let tx = self.feed.get_or_init(|| {
+            started = true;
+            tokio::sync::broadcast::channel(FEED_CAPACITY).0
+        });
+        let rx = tx.subscribe();
+        if started {
+            let tx = tx.clone();
+            let mut live = self.pipeline.subscribe();
+            let mut shutdown = self.shutdown.clone();
+            tokio::spawn(async move {
+                let mut last = start;
+                loop {
+                    loop {
+                        let batch = events_with_studies(Arc::clone(&store), last).await;
+                        if batch.is_empty() {
+                            break;
+                        }
+                        for event in batch {
+                            last = event.sequence;
+                            // No watcher at the moment is fine.
+                            let _ = tx.send(Arc::new(event));
+                        }
+                    }
+                    tokio::select! {
+                        next = live.recv() => match next {
+                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        },
+                        _ = shutdown.wait_for(|stopping| *stopping) => return,
+                    }
+                }
+            });
+        }
+        Ok(rx)
     }
 
     /// At most `max` `WatchWorklist` streams open at once (more are refused
@@ -469,9 +551,10 @@ impl pb::triage_server::Triage for TriageApi {
                 s
             })?;
         let mut shutdown = self.shutdown.clone();
-        // Subscribe first, then read where the log ends: nothing falls in
-        // between, and a new watcher never loads the whole log.
-        let mut live = self.pipeline.subscribe();
+        // Subscribe to the shared feed first, then read where the log ends:
+        // nothing falls in between, and a new watcher never loads the whole
+        // log.
+        let mut feed = self.feed().await?;
         let store = Arc::clone(self.pipeline.store());
         let start = if after == 0 {
             let s = Arc::clone(&store);
@@ -483,56 +566,60 @@ impl pb::triage_server::Triage for TriageApi {
         tokio::spawn(async move {
             let _permit = permit;
             let mut last = start;
-            let send_range = |from: u64| {
+            // Catches up from the store after `last` (the backlog, a gap, or
+            // after falling behind the feed); false when the client left.
+            let catch_up = |from: u64| {
                 let store = Arc::clone(&store);
+                let tx = tx.clone();
                 async move {
-                    tokio::task::spawn_blocking(move || {
-                        let events = store.events_after(from, 1000)?;
-                        events
-                            .into_iter()
-                            .map(|e| {
-                                let study =
-                                    store.get_study(&e.study_instance_uid).ok().map(|(s, _)| s);
-                                Ok((e, study))
-                            })
-                            .collect::<Result<Vec<_>, StoreError>>()
-                    })
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or_default()
-                }
-            };
-            loop {
-                // Catch up from the store (covers the backlog and any lag).
-                loop {
-                    let batch = send_range(last).await;
-                    if batch.is_empty() {
-                        break;
-                    }
-                    for (event, study) in batch {
-                        last = event.sequence;
-                        if tx
-                            .send(Ok(convert::event(&event, study.as_ref())))
-                            .await
-                            .is_err()
-                        {
-                            return;
+                    let mut at = from;
+                    loop {
+                        let batch = events_with_studies(Arc::clone(&store), at).await;
+                        if batch.is_empty() {
+                            return (at, true);
+                        }
+                        for event in batch {
+                            at = event.sequence;
+                            if tx.send(Ok(event)).await.is_err() {
+                                return (at, false);
+                            }
                         }
                     }
                 }
-                // Wait for the next commit (or a lag notice), then catch up;
-                // end the stream when the service shuts down, so that it
-                // does not hold the shutdown up.
-                tokio::select! {
-                    next = live.recv() => match next {
-                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                    },
+            };
+            let (at, open) = catch_up(last).await;
+            last = at;
+            if !open {
+                return;
+            }
+            loop {
+                // No await in the arms: the shutdown arm's guard must not
+                // live across one.
+                let next = tokio::select! {
+                    next = feed.recv() => next,
+                    // End with the service, so as not to hold the shutdown up.
                     _ = shutdown.wait_for(|stopping| *stopping) => return,
-                }
-                if tx.is_closed() {
-                    return;
+                    // The client left.
+                    () = tx.closed() => return,
+                };
+                match next {
+                    Ok(event) if event.sequence <= last => {}
+                    Ok(event) if event.sequence == last + 1 => {
+                        last = event.sequence;
+                        if tx.send(Ok((*event).clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                    // A gap (this watcher started behind the feed) or fell
+                    // behind it: the store has everything.
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        let (at, open) = catch_up(last).await;
+                        last = at;
+                        if !open {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
             }
         });

@@ -22,16 +22,20 @@ pub enum NotAnalyzed {
     },
     /// The models failed on it.
     InferenceFailed(String),
+    /// cxr-triage itself failed on it (a defect: a panic while decoding or
+    /// preparing it), so that it still reaches a human.
+    Internal(String),
 }
 
 impl NotAnalyzed {
     /// The machine-readable code: the gate's codes (`lateral_view`, …),
-    /// `decode_failed` or `inference_failed`.
+    /// `decode_failed`, `inference_failed` or `internal_error`.
     pub fn code(&self) -> &'static str {
         match self {
             NotAnalyzed::Gate(reason) => reason.code(),
             NotAnalyzed::Undecodable { .. } => "decode_failed",
             NotAnalyzed::InferenceFailed(_) => "inference_failed",
+            NotAnalyzed::Internal(_) => "internal_error",
         }
     }
 
@@ -56,6 +60,7 @@ impl std::fmt::Display for NotAnalyzed {
             NotAnalyzed::Gate(reason) => reason.fmt(f),
             NotAnalyzed::Undecodable { message, .. } => f.write_str(message),
             NotAnalyzed::InferenceFailed(message) => f.write_str(message),
+            NotAnalyzed::Internal(message) => f.write_str(message),
         }
     }
 }

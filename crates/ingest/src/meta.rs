@@ -44,6 +44,9 @@ pub struct RadiographMeta {
     pub manufacturer: Option<String>,
     /// Presentation Intent Type (0008,0068): `FOR PRESENTATION` or `FOR PROCESSING`.
     pub presentation_intent: Option<String>,
+    /// Whether the object has Pixel Data (7FE0,0010): an image object
+    /// without it is not an image anyone can read.
+    pub has_pixel_data: bool,
 }
 
 /// Patient attributes. They are needed to show a worklist to a radiologist
@@ -105,6 +108,7 @@ impl RadiographMeta {
             study_time: text(obj, tags::STUDY_TIME),
             manufacturer: text(obj, tags::MANUFACTURER),
             presentation_intent: text(obj, tags::PRESENTATION_INTENT_TYPE),
+            has_pixel_data: obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_some(),
         }
     }
 }

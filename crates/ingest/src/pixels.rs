@@ -506,7 +506,14 @@ fn check_codestream_size(
     module: &PixelModule,
     transfer_syntax: &str,
 ) -> Result<(), String> {
-    for frame in codestream_frame_headers(stream, codestream_family(transfer_syntax)) {
+    let family = codestream_family(transfer_syntax);
+    let frames = codestream_frame_headers(stream, family);
+    if family == Family::Jpeg2000 && frames.is_empty() {
+        // Neither a codestream starting SOC, SIZ nor a JP2 file holding one:
+        // nothing bounds what a decoder would allocate for it.
+        return Err("no JPEG 2000 codestream header (SOC, SIZ) found in frame 1".into());
+    }
+    for frame in frames {
         let (width, height) = (frame.width, frame.height);
         if width > module.columns || height > module.rows {
             return Err(format!(
@@ -574,10 +581,6 @@ fn codestream_frame_headers(data: &[u8], family: Family) -> Vec<CodestreamFrame>
         data.get(i..i + 2)
             .map(|b| u32::from(u16::from_be_bytes([b[0], b[1]])))
     };
-    let be32 = |i: usize| {
-        data.get(i..i + 4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    };
     // SOFn / SOF55: Lf, P, Y (height), X (width).
     let byte = |i: usize| data.get(i).map(|b| u32::from(*b));
     // SOFn / SOF55: Lf, P, Y (height), X (width), Nf.
@@ -599,23 +602,76 @@ fn codestream_frame_headers(data: &[u8], family: Family) -> Vec<CodestreamFrame>
             .filter(|&i| data[i] == 0xFF && is_sof(data[i + 1]))
             .filter_map(sof_at)
             .collect(),
-        Family::Jpeg2000 if data.starts_with(&[0xFF, 0x4F, 0xFF, 0x51]) => {
-            // SIZ: Lsiz, Rsiz, Xsiz, Ysiz, XOsiz, YOsiz, XTsiz, YTsiz,
-            // XTOsiz, YTOsiz, Csiz, then Ssiz (precision - 1) per component.
-            let siz = || {
-                let (x, y) = (be32(8)?, be32(12)?);
-                let (xo, yo) = (be32(16)?, be32(20)?);
-                Some(CodestreamFrame {
-                    width: x.checked_sub(xo).unwrap_or(x),
-                    height: y.checked_sub(yo).unwrap_or(y),
-                    components: be16(40)?,
-                    precision: (byte(42)? & 0x7F) + 1,
-                })
-            };
-            siz().into_iter().collect()
-        }
+        Family::Jpeg2000 => j2k_siz(jp2_codestream(data).unwrap_or(data))
+            .into_iter()
+            .collect(),
         _ => Vec::new(),
     }
+}
+
+/// The SIZ marker segment of a JPEG 2000 codestream, which must directly
+/// follow SOC: Lsiz, Rsiz, Xsiz, Ysiz, XOsiz, YOsiz, XTsiz, YTsiz, XTOsiz,
+/// YTOsiz, Csiz, then Ssiz (precision - 1) per component.
+fn j2k_siz(code: &[u8]) -> Option<CodestreamFrame> {
+    if !code.starts_with(&[0xFF, 0x4F, 0xFF, 0x51]) {
+        return None;
+    }
+    let be16 = |i: usize| {
+        code.get(i..i + 2)
+            .map(|b| u32::from(u16::from_be_bytes([b[0], b[1]])))
+    };
+    let be32 = |i: usize| {
+        code.get(i..i + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let (x, y) = (be32(8)?, be32(12)?);
+    let (xo, yo) = (be32(16)?, be32(20)?);
+    Some(CodestreamFrame {
+        width: x.checked_sub(xo).unwrap_or(x),
+        height: y.checked_sub(yo).unwrap_or(y),
+        components: be16(40)?,
+        precision: (u32::from(*code.get(42)?) & 0x7F) + 1,
+    })
+}
+
+/// The codestream inside a JP2 file (its `jp2c` box), when `data` is one:
+/// DICOM wants a bare codestream, but some senders wrap it, and decoders
+/// accept both, so its SIZ must be checked all the same.
+fn jp2_codestream(data: &[u8]) -> Option<&[u8]> {
+    const SIGNATURE: [u8; 12] = [
+        0, 0, 0, 0x0C, b'j', b'P', b' ', b' ', 0x0D, 0x0A, 0x87, 0x0A,
+    ];
+    if !data.starts_with(&SIGNATURE) {
+        return None;
+    }
+    let mut at = 0usize;
+    while at + 8 <= data.len() {
+        let length = u32::from_be_bytes(data[at..at + 4].try_into().ok()?) as u64;
+        let kind = &data[at + 4..at + 8];
+        let (header, length) = match length {
+            0 => (8u64, (data.len() - at) as u64),
+            1 => (
+                16,
+                u64::from_be_bytes(data.get(at + 8..at + 16)?.try_into().ok()?),
+            ),
+            n => (8, n),
+        };
+        if length < header {
+            return None;
+        }
+        let start = at + header as usize;
+        let end = at
+            .checked_add(usize::try_from(length).ok()?)?
+            .min(data.len());
+        if kind == b"jp2c" {
+            return data.get(start..end);
+        }
+        at = end;
+        if end == data.len() {
+            break;
+        }
+    }
+    None
 }
 
 /// Shifts values down to the low bits, masks to Bits Stored and sign-extends.
@@ -726,6 +782,34 @@ mod tests {
         let header = codestream_frame_headers(&j2k, Family::Jpeg2000)[0];
         assert_eq!((header.precision, header.components), (12, 1));
         assert!(sizes(b"garbage", Family::Jpeg).is_empty());
+        // The same codestream in a JP2 file (signature, ftyp, jp2c boxes):
+        // its SIZ is found and checked too.
+        let mut jp2 = vec![
+            0, 0, 0, 0x0C, b'j', b'P', b' ', b' ', 0x0D, 0x0A, 0x87, 0x0A,
+        ];
+        jp2.extend_from_slice(&[0, 0, 0, 20, b'f', b't', b'y', b'p']);
+        jp2.extend_from_slice(b"jp2 \0\0\0\0jp2 ");
+        jp2.extend_from_slice(&(8 + j2k.len() as u32).to_be_bytes());
+        jp2.extend_from_slice(b"jp2c");
+        jp2.extend_from_slice(&j2k);
+        assert_eq!(sizes(&jp2, Family::Jpeg2000), vec![(640, 480)]);
+        let sized = |columns: u32, rows: u32| PixelModule {
+            rows,
+            columns,
+            bits_allocated: 16,
+            bits_stored: 12,
+            high_bit: 11,
+            ..module(12, 11, false)
+        };
+        let j2k_ts = "1.2.840.10008.1.2.4.90";
+        assert!(check_codestream_size(&jp2, &sized(640, 480), j2k_ts).is_ok());
+        assert!(check_codestream_size(&jp2, &sized(320, 240), j2k_ts)
+            .unwrap_err()
+            .contains("640x480"));
+        // Neither a codestream nor a JP2 file: refused, nothing to bound it.
+        assert!(check_codestream_size(b"garbage", &sized(640, 480), j2k_ts)
+            .unwrap_err()
+            .contains("no JPEG 2000 codestream header"));
         assert_eq!(
             codestream_family("1.2.840.10008.1.2.4.201"),
             Family::Jpeg2000

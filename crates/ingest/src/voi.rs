@@ -383,7 +383,11 @@ fn apply_voi(voi: &VoiSource, attrs: &PipelineAttributes, x: f64) -> f64 {
 
 fn lut_lookup(lut: &VoiLutTable, x: f64) -> f64 {
     let last = lut.data.len() as i64 - 1;
-    let index = (x.round() as i64 - i64::from(lut.first_mapped)).clamp(0, last) as usize;
+    // `as` saturates (a huge Rescale Slope can put x anywhere, NaN at 0);
+    // the subtraction must not overflow either.
+    let index = (x.round() as i64)
+        .saturating_sub(i64::from(lut.first_mapped))
+        .clamp(0, last) as usize;
     f64::from(lut.data[index]) / lut.full_scale
 }
 
@@ -455,5 +459,12 @@ mod tests {
         assert_eq!(lut_lookup(&lut, 0.0), 0.0);
         assert!((lut_lookup(&lut, 11.0) - 128.0 / 255.0).abs() < 1e-12);
         assert_eq!(lut_lookup(&lut, 1000.0), 1.0);
+        // Values a huge Rescale Slope produces: saturate, never overflow.
+        let negative_first = VoiLutTable::new(-100, 8, vec![0, 128, 255]);
+        assert_eq!(lut_lookup(&negative_first, f64::MAX), 1.0);
+        assert_eq!(lut_lookup(&negative_first, f64::INFINITY), 1.0);
+        assert_eq!(lut_lookup(&lut, f64::MIN), 0.0);
+        assert_eq!(lut_lookup(&lut, f64::NEG_INFINITY), 0.0);
+        assert_eq!(lut_lookup(&lut, f64::NAN), 0.0);
     }
 }

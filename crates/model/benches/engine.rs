@@ -86,6 +86,7 @@ fn engine_benches(c: &mut Criterion) {
                 max_batch: 1,
                 max_delay_ms: 0,
                 queue_capacity: 4,
+                ..BatchSettings::default()
             },
             ..EngineConfig::default()
         });

@@ -32,6 +32,11 @@ pub struct BatchSettings {
     pub max_delay_ms: u64,
     /// Requests that may wait; more are refused as overload.
     pub queue_capacity: usize,
+    /// Longest an image may wait for its result (queue and inference), ms;
+    /// past it the caller gets [`EngineError::DeadlineExceeded`] (the image
+    /// is filed NOT_ANALYZED for a human) instead of waiting on a stuck
+    /// device. 0: no deadline. Applies to the service's asynchronous path.
+    pub deadline_ms: u64,
 }
 
 impl Default for BatchSettings {
@@ -40,6 +45,7 @@ impl Default for BatchSettings {
             max_batch: 8,
             max_delay_ms: 5,
             queue_capacity: 64,
+            deadline_ms: 60_000,
         }
     }
 }
@@ -376,6 +382,7 @@ mod tests {
             max_batch,
             max_delay_ms,
             queue_capacity,
+            ..BatchSettings::default()
         };
         (
             Batcher::spawn(Box::new(backend), settings, OcclusionSettings::default()),

@@ -93,6 +93,9 @@ pub enum EngineError {
     /// ONNX Runtime failed while running a batch.
     #[error("inference failed: {0}")]
     Inference(String),
+    /// No result within the deadline (`batch.deadline_ms`).
+    #[error("no inference result within {0} ms")]
+    DeadlineExceeded(u64),
 }
 
 impl EngineError {
@@ -291,6 +294,7 @@ pub struct Provenance {
 /// Loaded models and their batchers.
 pub struct Engine {
     models: Vec<LoadedModel>,
+    deadline_ms: u64,
     region_level: f32,
     occlusion_grid: usize,
 }
@@ -444,6 +448,7 @@ impl Engine {
         }
         Ok(Engine {
             models,
+            deadline_ms: config.batch.deadline_ms,
             region_level: config.region_level,
             occlusion_grid: config.occlusion.grid,
         })
@@ -504,13 +509,23 @@ impl Engine {
     }
 
     /// Queues a prepared image on every model's batcher and waits for the
-    /// results (async).
+    /// results (async), at most `batch.deadline_ms` (which needs a Tokio
+    /// runtime with its timer enabled; `deadline_ms = 0` does not).
     pub async fn infer(&self, prepared: Prepared) -> Result<Inferred, EngineError> {
         let preprocess = prepared.preprocess;
         let (receivers, geometries) = self.submit(prepared)?;
+        let deadline = (self.deadline_ms > 0)
+            .then(|| tokio::time::Instant::now() + Duration::from_millis(self.deadline_ms));
         let mut inferences = Vec::with_capacity(receivers.len());
         for receiver in receivers {
-            inferences.push(receiver.await.map_err(|_| EngineError::ShutDown)??);
+            let answer = match deadline {
+                Some(at) => tokio::time::timeout_at(at, receiver).await.map_err(|_| {
+                    metrics::counter!("cxr_inference_deadline_exceeded_total").increment(1);
+                    EngineError::DeadlineExceeded(self.deadline_ms)
+                })?,
+                None => receiver.await,
+            };
+            inferences.push(answer.map_err(|_| EngineError::ShutDown)??);
         }
         Ok(Self::runs(inferences, geometries, preprocess))
     }

@@ -35,6 +35,13 @@ pub struct DicomConfig {
     /// (its A-ASSOCIATE-RQ read and answered, the ARTIM timer of PS3.8
     /// §9.1.5); a connection that sends nothing is closed and frees its slot.
     pub setup_timeout_s: u64,
+    /// Objects from one sender (calling AE, STOW-RS user) that may turn out
+    /// unreadable (NOT_ANALYZED for a failure: undecodable, unsupported)
+    /// within an hour; beyond that its objects are refused as "out of
+    /// resources" (the sender retries later) until the hour has passed, so
+    /// a broken modality or a flood of junk cannot fill the worklist with
+    /// entries ranked above ROUTINE.
+    pub max_unreadable_per_source_per_hour: usize,
     /// Largest data set accepted in one C-STORE, MiB; a larger one is
     /// answered "out of resources" and not kept.
     pub max_object_mib: u64,
@@ -142,6 +149,7 @@ impl Default for DicomConfig {
             max_associations: 16,
             max_associations_per_peer: 4,
             setup_timeout_s: 10,
+            max_unreadable_per_source_per_hour: 100,
             max_object_mib: 256,
             timeout_s: 60,
             stow_listen: None,

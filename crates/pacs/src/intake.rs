@@ -59,6 +59,9 @@ pub struct Refusal {
 struct Queued {
     entry: SpoolEntry,
     study: String,
+    /// Who sent it (calling AE, STOW user); empty when resumed from the
+    /// spool after a restart.
+    source: String,
 }
 
 #[derive(Debug, Default)]
@@ -93,7 +96,13 @@ pub struct Intake {
     /// `max_inflated_bytes`: no more of them at once than there are cores,
     /// however many peers send.
     parse_slots: Arc<tokio::sync::Semaphore>,
+    /// Per sender, when its recent objects turned out unreadable.
+    unreadable: Mutex<HashMap<String, VecDeque<i64>>>,
+    max_unreadable_per_hour: usize,
 }
+
+/// The window of `max_unreadable_per_hour`.
+const HOUR_MS: i64 = 3_600_000;
 
 /// The outcome of one attempt at a spooled object.
 enum Attempt {
@@ -134,6 +143,8 @@ impl Intake {
             parse_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
+            unreadable: Mutex::new(HashMap::new()),
+            max_unreadable_per_hour: config.max_unreadable_per_source_per_hour,
         });
         let now = now_ms();
         let pending = intake.spool.pending()?;
@@ -150,7 +161,11 @@ impl Intake {
                 .map(|m| identity_of(&m).study_instance_uid)
                 .unwrap_or_default();
             intake.arrived(&study, now);
-            intake.enqueue(Queued { entry, study });
+            intake.enqueue(Queued {
+                entry,
+                study,
+                source: String::new(),
+            });
         }
         if let Some(outbox) = &intake.outbox {
             for study in outbox.held_studies()? {
@@ -166,6 +181,36 @@ impl Intake {
 
     fn lock_studies(&self) -> std::sync::MutexGuard<'_, HashMap<String, StudyState>> {
         self.studies.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Unreadable objects from `source` in the last hour.
+    fn unreadable_recently(&self, source: &str, now: i64) -> usize {
+        let mut map = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(times) = map.get_mut(source) else {
+            return 0;
+        };
+        while times.front().is_some_and(|t| *t <= now - HOUR_MS) {
+            times.pop_front();
+        }
+        let n = times.len();
+        if n == 0 {
+            map.remove(source);
+        }
+        n
+    }
+
+    /// Notes that an object from `source` could not be read.
+    fn note_unreadable(&self, source: &str, now: i64) {
+        if source.is_empty() {
+            return;
+        }
+        let mut map = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
+        let times = map.entry(source.to_string()).or_default();
+        times.push_back(now);
+        // Only the last `limit` + 1 matter.
+        while times.len() > self.max_unreadable_per_hour + 1 {
+            times.pop_front();
+        }
     }
 
     fn lock_queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Queued>> {
@@ -225,6 +270,20 @@ impl Intake {
         } = received;
         let store = Arc::clone(self.pipeline.store());
         let sender = calling_ae.clone();
+        // A sender whose objects keep failing (a broken modality, or a
+        // flood of junk) is asked to retry later rather than fill the
+        // worklist with NOT_ANALYZED entries that rank above ROUTINE.
+        let recent = self.unreadable_recently(&calling_ae, now_ms());
+        let flooding = recent >= self.max_unreadable_per_hour;
+        if flooding {
+            metrics::counter!("cxr_dicom_refused_total", "reason" => "unreadable_flood")
+                .increment(1);
+            tracing::warn!(
+                calling_ae = %calling_ae,
+                unreadable = recent,
+                "object refused: too many unreadable objects from this sender in the last hour"
+            );
+        }
         let Ok(parse_slot) = Arc::clone(&self.parse_slots).acquire_owned().await else {
             let refusal = Refusal {
                 status: status::OUT_OF_RESOURCES,
@@ -243,6 +302,21 @@ impl Intake {
                 };
                 (None, refusal)
             })?;
+            if flooding {
+                let refusal = Refusal {
+                    status: status::OUT_OF_RESOURCES,
+                    comment: "too many unreadable objects from this sender in the last hour; retry later"
+                        .into(),
+                };
+                return Err((Some(Box::new(meta)), refusal));
+            }
+            if !meta.has_pixel_data {
+                let refusal = Refusal {
+                    status: status::DATA_SET_MISMATCH,
+                    comment: "an image object without Pixel Data (7FE0,0010)".into(),
+                };
+                return Err((Some(Box::new(meta)), refusal));
+            }
             if let Err(refusal) = check(&meta) {
                 return Err((Some(Box::new(meta)), refusal));
             }
@@ -303,7 +377,11 @@ impl Intake {
         let study = identity_of(&meta).study_instance_uid;
         tracing::debug!(item = %entry.name(), calling_ae = %calling_ae, "spooled");
         self.arrived(&study, entry.received_ms);
-        self.enqueue(Queued { entry, study });
+        self.enqueue(Queued {
+            entry,
+            study,
+            source: calling_ae,
+        });
         (Some(meta), Ok(()))
     }
 
@@ -382,6 +460,13 @@ impl Intake {
             total_ms = outcome.timings.total_ms,
             "DICOM image analysed"
         );
+        if outcome
+            .reason
+            .as_ref()
+            .is_some_and(|r| r.unread() == cxr_findings::priority::Unread::Failed)
+        {
+            self.note_unreadable(&item.source, now_ms());
+        }
         if let (Some(outbox), Some(header)) = (&self.outbox, header) {
             if outcome.analyzable() || self.settings.send_not_analyzed {
                 let objects = self.results(header, outcome).await;

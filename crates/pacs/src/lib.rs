@@ -60,6 +60,32 @@ use outbox::Outbox;
 
 use cxr_pipeline::Pipeline;
 
+/// What [`purge`] removed from the DICOM side's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PacsPurge {
+    /// Outbox rows of objects sent before the cutoff.
+    pub sent_rows: usize,
+    /// Files in `rejected/` last modified before the cutoff.
+    pub rejected_files: usize,
+}
+
+/// Retention for the DICOM side's state in `state_dir`
+/// ([`DicomConfig::state_dir`]): the outbox's rows of objects sent before
+/// `cutoff_ms` (ms since the epoch) and objects set aside in `rejected/`
+/// before it. Objects not yet sent, or failed, are kept. Safe beside a
+/// running service.
+pub fn purge(state_dir: &Path, cutoff_ms: i64) -> anyhow::Result<PacsPurge> {
+    let sent_rows = outbox::purge_sent(state_dir, cutoff_ms)
+        .with_context(|| format!("outbox in {}", state_dir.display()))?;
+    let before = std::time::UNIX_EPOCH + std::time::Duration::from_millis(cutoff_ms.max(0) as u64);
+    let rejected_files = spool::Spool::purge_rejected(state_dir, before)
+        .with_context(|| format!("rejected/ in {}", state_dir.display()))?;
+    Ok(PacsPurge {
+        sent_rows,
+        rejected_files,
+    })
+}
+
 /// Spool workers: enough to keep the pipeline busy while one waits on disk.
 const WORKERS: usize = 2;
 
@@ -84,9 +110,25 @@ impl Pacs {
         pipeline: Arc<Pipeline>,
         auth: Arc<cxr_auth::Authenticator>,
     ) -> anyhow::Result<Option<Pacs>> {
+        Self::start_with_tls(config, data_dir, pipeline, auth, None).await
+    }
+
+    /// [`Pacs::start`], with STOW-RS served over HTTPS with `tls` (the
+    /// service's `[tls]` identity) when given.
+    pub async fn start_with_tls(
+        config: &DicomConfig,
+        data_dir: &Path,
+        pipeline: Arc<Pipeline>,
+        auth: Arc<cxr_auth::Authenticator>,
+        tls: Option<&stow::TlsFiles>,
+    ) -> anyhow::Result<Option<Pacs>> {
         if !config.enabled {
             return Ok(None);
         }
+        let stow_tls = match (tls, config.stow_listen) {
+            (Some(files), Some(_)) => Some(stow::tls_acceptor(files).context("STOW-RS TLS")?),
+            _ => None,
+        };
         config.validate()?;
         let config = Arc::new(config.clone());
         let state_dir = config.state_dir(data_dir);
@@ -139,7 +181,7 @@ impl Pacs {
         }
         tasks.spawn(Arc::clone(&intake).group_studies(stop_rx.clone()));
         if let (Some(listener), Some(at)) = (stow, stow_addr) {
-            tracing::info!(addr = %at, "DICOMweb STOW-RS listening (POST /studies)");
+            tracing::info!(addr = %at, tls = stow_tls.is_some(), "DICOMweb STOW-RS listening (POST /studies)");
             tasks.spawn(stow::serve(
                 listener,
                 Arc::clone(&intake),
@@ -147,6 +189,7 @@ impl Pacs {
                 config.max_object_mib,
                 config.max_associations,
                 std::time::Duration::from_secs(config.timeout_s * 5),
+                stow_tls,
                 stop_rx.clone(),
             ));
         }

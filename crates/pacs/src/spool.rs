@@ -121,6 +121,27 @@ impl Spool {
         }
     }
 
+    /// Retention: removes files set aside in `root`'s `rejected/` folder
+    /// that were last modified before `before`; returns how many. Safe
+    /// beside a running service (whole files, nothing else touched).
+    pub fn purge_rejected(root: &Path, before: std::time::SystemTime) -> io::Result<usize> {
+        let Ok(entries) = fs::read_dir(root.join("rejected")) else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < before);
+            if old && entry.file_type().is_ok_and(|t| t.is_file()) {
+                fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Moves an entry that can never be processed to `rejected/`, where an
     /// administrator finds it; it is not retried.
     pub fn reject(&self, entry: &SpoolEntry) -> io::Result<PathBuf> {
@@ -175,6 +196,31 @@ pub fn file_header(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_removes_rejected_files_older_than_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let _spool = Spool::open(dir.path()).unwrap();
+        let now = std::time::SystemTime::now();
+        let old = dir.path().join("rejected/old.dcm");
+        let new = dir.path().join("rejected/new.dcm");
+        fs::write(&old, b"x").unwrap();
+        fs::write(&new, b"y").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(now - std::time::Duration::from_secs(100 * 86_400))
+            .unwrap();
+        let cutoff = now - std::time::Duration::from_secs(90 * 86_400);
+        assert_eq!(Spool::purge_rejected(dir.path(), cutoff).unwrap(), 1);
+        assert!(!old.exists());
+        assert!(new.exists());
+        assert_eq!(
+            Spool::purge_rejected(&dir.path().join("nothing"), cutoff).unwrap(),
+            0
+        );
+    }
 
     #[test]
     fn entries_are_durable_ordered_and_survive_reopening() {

@@ -52,6 +52,8 @@ enum PartOutcome {
 /// Serves STOW-RS on `listener` until `stop`.
 /// At most `max_connections` connections are served at once (others wait
 /// in the listen backlog), and a request body must arrive within `timeout`.
+/// With `tls`, connections are HTTPS (the handshake must complete within
+/// the header timeout, or the connection is closed).
 #[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: TcpListener,
@@ -60,6 +62,7 @@ pub async fn serve(
     max_object_mib: u64,
     max_connections: usize,
     timeout: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(max_connections.max(1)));
@@ -86,8 +89,25 @@ pub async fn serve(
         };
         let intake = Arc::clone(&intake);
         let auth = Arc::clone(&auth);
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            let socket = match tls {
+                None => Connection::Plain(socket),
+                Some(acceptor) => {
+                    match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(socket)).await {
+                        Ok(Ok(stream)) => Connection::Tls(Box::new(stream)),
+                        Ok(Err(e)) => {
+                            tracing::warn!(%peer, error = %e, "STOW-RS TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::warn!(%peer, "STOW-RS TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
             let service = hyper::service::service_fn(move |req| {
                 let intake = Arc::clone(&intake);
                 let auth = Arc::clone(&auth);
@@ -111,6 +131,111 @@ pub async fn serve(
             }
         });
     }
+}
+
+/// A STOW-RS connection, plain or TLS.
+enum Connection {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Connection {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Connection::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Connection {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Connection::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Connection::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Connection::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Connection::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The files of a TLS server identity (PEM), as the service's `[tls]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: std::path::PathBuf,
+    /// Private key.
+    pub key: std::path::PathBuf,
+    /// CA that client certificates must chain to (clients must then present
+    /// one).
+    pub client_ca: Option<std::path::PathBuf>,
+}
+
+/// A TLS acceptor for `files` (rustls, ring; TLS 1.2 and 1.3).
+pub fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use anyhow::Context;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .with_context(|| format!("TLS cert {}", files.cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("TLS cert {}", files.cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .with_context(|| format!("TLS key {}", files.key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(ca)
+                .with_context(|| format!("TLS client CA {}", ca.display()))?
+            {
+                roots
+                    .add(cert.with_context(|| format!("TLS client CA {}", ca.display()))?)
+                    .with_context(|| format!("TLS client CA {}", ca.display()))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .context("TLS client verifier")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .context("TLS certificate and key")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 fn reply(code: StatusCode, content_type: &'static str, body: Value) -> Response<Full<Bytes>> {

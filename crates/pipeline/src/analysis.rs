@@ -203,6 +203,52 @@ impl Analyzer {
         })
     }
 
+    /// Stages 1 and 2 on one thread, a panic in either (a defect) caught:
+    /// the image is then filed as NOT_ANALYZED (`internal_error`) under the
+    /// identity its header gives, so that it still reaches a human and the
+    /// caller (a DICOM worker) goes on with the next one.
+    pub fn decode_and_prepare(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(Decoded, Option<Prepared>), PipelineError> {
+        let started = Instant::now();
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let decoded = self.decode(bytes)?;
+            let prepared = self.prepare(&decoded);
+            Ok::<_, PipelineError>((decoded, prepared))
+        }));
+        match run {
+            Ok(result) => result,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %what, "decoding or preparing an image panicked; filed as NOT_ANALYZED");
+                metrics::counter!("cxr_internal_errors_total", "stage" => "decode").increment(1);
+                let meta = ingest::read_identity(bytes, &self.limits).ok_or_else(|| {
+                    PipelineError::NotDicom("an internal error while decoding it".into())
+                })?;
+                Ok((
+                    Decoded {
+                        identity: identity_of(&meta),
+                        meta,
+                        image: None,
+                        reason: Some(NotAnalyzed::Internal(
+                            "cxr-triage failed while decoding this image (an internal error, \
+                             logged); it needs a human reader"
+                                .into(),
+                        )),
+                        decode_ms: started.elapsed().as_secs_f64() * 1e3,
+                        decoder: None,
+                    },
+                    None,
+                ))
+            }
+        }
+    }
+
     /// Stage 2 (CPU): the model inputs of a decoded image the models will
     /// read (`None` when they will not).
     pub fn prepare(&self, decoded: &Decoded) -> Option<Prepared> {
@@ -299,8 +345,7 @@ impl Analyzer {
         with_preview: bool,
     ) -> Result<Outcome, PipelineError> {
         let started = Instant::now();
-        let decoded = self.decode(bytes)?;
-        let prepared = self.prepare(&decoded);
+        let (decoded, prepared) = self.decode_and_prepare(bytes)?;
         let preview = match (&decoded.image, with_preview) {
             (Some(image), true) => Some(Self::preview(image)),
             _ => None,

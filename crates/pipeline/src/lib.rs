@@ -181,13 +181,10 @@ impl Pipeline {
             .await
             .map_err(|_| PipelineError::ShutDown)?;
         let cpu = Arc::clone(&analyzer);
-        let (decoded, prepared) = tokio::task::spawn_blocking(move || {
-            let decoded = cpu.decode(&bytes)?;
-            let prepared = cpu.prepare(&decoded);
-            Ok::<_, PipelineError>((decoded, prepared))
-        })
-        .await
-        .map_err(|_| PipelineError::ShutDown)??;
+        let (decoded, prepared) =
+            tokio::task::spawn_blocking(move || cpu.decode_and_prepare(&bytes))
+                .await
+                .map_err(|_| PipelineError::ShutDown)??;
         drop(cpu_slot);
         // The preview and its PNG are made beside inference, off the async
         // threads.

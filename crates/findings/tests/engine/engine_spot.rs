@@ -142,6 +142,7 @@ fn concurrent_requests_share_batches_and_match_one_by_one() {
             max_batch: 1,
             max_delay_ms: 0,
             queue_capacity: 64,
+            ..BatchSettings::default()
         },
         ..config(models())
     })
@@ -157,6 +158,7 @@ fn concurrent_requests_share_batches_and_match_one_by_one() {
             max_batch: 8,
             max_delay_ms: 200,
             queue_capacity: 64,
+            ..BatchSettings::default()
         },
         ..config(models())
     })
@@ -188,12 +190,37 @@ fn concurrent_requests_share_batches_and_match_one_by_one() {
 }
 
 #[test]
+fn an_answer_later_than_the_deadline_is_an_error_not_a_wait() {
+    // The batcher waits 300 ms for a batch to fill; the deadline is 20 ms.
+    let engine = Engine::load(&EngineConfig {
+        batch: BatchSettings {
+            max_batch: 8,
+            max_delay_ms: 300,
+            queue_capacity: 8,
+            deadline_ms: 20,
+        },
+        ..config(models())
+    })
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let outcome = runtime.block_on(engine.infer(engine.prepare(&noisy_image(3))));
+    assert!(
+        matches!(outcome, Err(cxr_model::EngineError::DeadlineExceeded(20))),
+        "{outcome:?}"
+    );
+}
+
+#[test]
 fn a_request_whose_caller_left_is_skipped_not_computed() {
     let engine = Engine::load(&EngineConfig {
         batch: BatchSettings {
             max_batch: 8,
             max_delay_ms: 300,
             queue_capacity: 8,
+            ..BatchSettings::default()
         },
         ..config(models())
     })
@@ -224,6 +251,7 @@ fn a_full_queue_refuses_at_once_and_accepted_requests_complete() {
                 max_batch: 1,
                 max_delay_ms: 0,
                 queue_capacity: 1,
+                ..BatchSettings::default()
             },
             occlusion: OcclusionSettings {
                 mode: OcclusionMode::On,
@@ -234,6 +262,7 @@ fn a_full_queue_refuses_at_once_and_accepted_requests_complete() {
         .unwrap(),
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
     let results = runtime.block_on(async {
