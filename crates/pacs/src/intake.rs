@@ -305,8 +305,9 @@ impl Intake {
             if flooding {
                 let refusal = Refusal {
                     status: status::OUT_OF_RESOURCES,
-                    comment: "too many unreadable objects from this sender in the last hour; retry later"
-                        .into(),
+                    comment:
+                        "too many unreadable objects from this sender in the last hour; retry later"
+                            .into(),
                 };
                 return Err((Some(Box::new(meta)), refusal));
             }
