@@ -457,3 +457,89 @@ async fn stow_rs_needs_an_uploader() {
     assert!(arrival.entry.object.contains("image:"));
     assert!(arrival.entry.address.starts_with("127.0.0.1:"));
 }
+
+/// The confirmed attack: another caller re-sends a SOP Instance UID (here a
+/// lateral film) to overwrite a CRITICAL result. Now only the uploader
+/// that filed it (or an administrator) may replace it; anyone else gets
+/// ALREADY_EXISTS and the result stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_the_uploader_that_filed_a_result_may_replace_it() {
+    let keys = tempfile::tempdir().unwrap();
+    let (provider, public) = key_pair(keys.path(), "provider");
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path());
+    c.auth = AuthConfig {
+        enabled: true,
+        tokens: Some(TokenConfig {
+            issuer: ISSUER.into(),
+            audience: "cxr-triage".into(),
+            public_keys: vec![public],
+            ..TokenConfig::default()
+        }),
+        ..AuthConfig::default()
+    };
+    let running = start(c).await;
+    let ch = channel(running.addr).await;
+    wait_serving(ch.clone()).await;
+    let mut client = TriageClient::new(ch);
+    let later = now() + 600;
+    let gateway = token(&provider, ISSUER, "pacs-gw", &["uploader"], later);
+    let other = token(&provider, ISSUER, "intruder", &["uploader"], later);
+    let admin = token(&provider, ISSUER, "it.admin", &["admin"], later);
+    let reader = token(&provider, ISSUER, "dr.lan", &["reader"], later);
+
+    let (film, study, sop) = synth(8311, true, ViewChoice::Pa);
+    let (lateral, _, _) = synth(8312, false, ViewChoice::Lateral);
+    let lateral = crate::hardening::with_uids(&lateral, &study, &sop);
+    let send = |dicom: Vec<u8>, t: &str| {
+        with_token(
+            pb::AnalyzeRequest {
+                dicom,
+                options: None,
+            },
+            Some(t),
+        )
+    };
+    let first = client
+        .analyze(send(film.clone(), &gateway))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(first.analyzable);
+    let priority = |r: pb::Study| r.priority;
+    let before = priority(
+        client
+            .get_study(with_token(
+                pb::GetStudyRequest {
+                    study_instance_uid: study.clone(),
+                },
+                Some(&reader),
+            ))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+
+    let err = client
+        .analyze(send(lateral.clone(), &other))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err}");
+    let after = priority(
+        client
+            .get_study(with_token(
+                pb::GetStudyRequest {
+                    study_instance_uid: study.clone(),
+                },
+                Some(&reader),
+            ))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!(after, before, "the result was replaced");
+    // The gateway itself may re-send (a correction); so may an admin.
+    client.analyze(send(film.clone(), &gateway)).await.unwrap();
+    client.analyze(send(lateral, &admin)).await.unwrap();
+    running.stop().await;
+}

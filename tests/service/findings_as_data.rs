@@ -187,7 +187,10 @@ async fn a_new_finding_is_coded_in_the_sr_and_has_its_columns_in_the_csv() {
         Default::default(),
     )));
     let header = read_object(&film, &IngestLimits::default()).unwrap();
-    let filed = pipeline.analyze(film.clone()).await.unwrap();
+    let filed = pipeline
+        .analyze(film.clone(), cxr_pipeline::Source::named("test"))
+        .await
+        .unwrap();
     let report = sr::build(&ResultInput {
         source: &header,
         outcome: &filed.outcome,

@@ -14,7 +14,7 @@ use dicom_dictionary_std::tags;
 use crate::service_grpc::{channel, config, start, synth, wait_serving};
 
 /// `bytes` with its Study and SOP Instance UIDs replaced.
-fn with_uids(bytes: &[u8], study: &str, sop: &str) -> Vec<u8> {
+pub(crate) fn with_uids(bytes: &[u8], study: &str, sop: &str) -> Vec<u8> {
     let mut obj = dicom_object::from_reader(std::io::Cursor::new(&bytes[128..])).unwrap();
     obj.put(DataElement::new(
         tags::STUDY_INSTANCE_UID,

@@ -71,7 +71,11 @@ async fn the_sr_and_the_secondary_capture_report_the_findings_and_dcmtk_reads_th
     let (path, sop, study) = film(out.path(), 63, 1, OutputSyntax::ExplicitLe, true);
     let bytes = std::fs::read(&path).unwrap();
     let header = read_object(&bytes, &IngestLimits::default()).unwrap();
-    let outcome = pipeline.analyze(bytes).await.unwrap().outcome;
+    let outcome = pipeline
+        .analyze(bytes, cxr_pipeline::Source::named("test"))
+        .await
+        .unwrap()
+        .outcome;
     let tb = outcome
         .findings
         .iter()
@@ -231,7 +235,11 @@ async fn the_sr_and_the_secondary_capture_report_the_findings_and_dcmtk_reads_th
         cxr_synth::dicom_bytes(&case, OutputSyntax::ExplicitLe).unwrap()
     };
     let lateral_header = read_object(&lateral, &IngestLimits::default()).unwrap();
-    let lateral_outcome = pipeline.analyze(lateral).await.unwrap().outcome;
+    let lateral_outcome = pipeline
+        .analyze(lateral, cxr_pipeline::Source::named("test"))
+        .await
+        .unwrap()
+        .outcome;
     assert!(!lateral_outcome.analyzable());
     let input = ResultInput {
         source: &lateral_header,

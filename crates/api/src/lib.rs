@@ -196,9 +196,19 @@ impl TriageApi {
     async fn analyze_bytes(
         &self,
         admission: Option<cxr_pipeline::Admission>,
+        caller: &Caller,
         bytes: Vec<u8>,
         options: Option<pb::AnalyzeOptions>,
     ) -> Result<Response<pb::AnalyzeResponse>, Status> {
+        // Results are filed as the caller's: another uploader cannot
+        // replace them (an administrator can).
+        let source = match &caller.identity {
+            Some(i) => cxr_pipeline::Source {
+                name: format!("user:{}", i.subject),
+                may_replace_others: i.roles.contains(&cxr_auth::Role::Admin),
+            },
+            None => cxr_pipeline::Source::named("user:unknown"),
+        };
         use tracing::Instrument as _;
         let options = options.unwrap_or_default();
         // A per-process request number: requests are traced without any
@@ -207,8 +217,8 @@ impl TriageApi {
         let span = tracing::info_span!("analyze", request, bytes = bytes.len());
         let result = async {
             match admission {
-                Some(a) => self.pipeline.analyze_admitted(a, bytes).await,
-                None => self.pipeline.analyze(bytes).await,
+                Some(a) => self.pipeline.analyze_admitted(a, bytes, source).await,
+                None => self.pipeline.analyze(bytes, source).await,
             }
         }
         .instrument(span.clone())
@@ -407,6 +417,7 @@ fn store_status(e: StoreError) -> Status {
         StoreError::NotFound(m) => Status::not_found(m),
         StoreError::Invalid(m) => Status::invalid_argument(m),
         StoreError::Database(m) => Status::internal(m),
+        StoreError::Conflict(m) => Status::already_exists(m),
     }
 }
 
@@ -431,7 +442,7 @@ impl pb::triage_server::Triage for TriageApi {
         let caller = Caller::of(&request);
         let request = request.into_inner();
         let result = self
-            .analyze_bytes(admission, request.dicom, request.options)
+            .analyze_bytes(admission, &caller, request.dicom, request.options)
             .await;
         self.audited(&caller, "Analyze", analyzed_object, result)
             .await
@@ -462,7 +473,7 @@ impl pb::triage_server::Triage for TriageApi {
         if bytes.is_empty() {
             return Err(Status::invalid_argument("no data"));
         }
-        let result = self.analyze_bytes(admission, bytes, options).await;
+        let result = self.analyze_bytes(admission, &caller, bytes, options).await;
         self.audited(&caller, "AnalyzeStream", analyzed_object, result)
             .await
     }

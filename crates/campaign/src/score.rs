@@ -424,7 +424,9 @@ fn score_one(
     };
     drop(bytes);
     if let Some(store) = db {
-        if let Err(e) = cxr_pipeline::file(store, &mut outcome) {
+        if let Err(e) =
+            cxr_pipeline::file(store, &mut outcome, &cxr_pipeline::Source::named("score"))
+        {
             return Message::Failed(name, e.to_string());
         }
     }

@@ -270,10 +270,12 @@ impl Intake {
         } = received;
         let store = Arc::clone(self.pipeline.store());
         let sender = calling_ae.clone();
+        // Who files it: `C-STORE:AE` or `STOW-RS:user`.
+        let source = format!("{via}:{calling_ae}");
         // A sender whose objects keep failing (a broken modality, or a
         // flood of junk) is asked to retry later rather than fill the
         // worklist with NOT_ANALYZED entries that rank above ROUTINE.
-        let recent = self.unreadable_recently(&calling_ae, now_ms());
+        let recent = self.unreadable_recently(&source, now_ms());
         let flooding = recent >= self.max_unreadable_per_hour;
         if flooding {
             metrics::counter!("cxr_dicom_refused_total", "reason" => "unreadable_flood")
@@ -381,7 +383,7 @@ impl Intake {
         self.enqueue(Queued {
             entry,
             study,
-            source: calling_ae,
+            source,
         });
         (Some(meta), Ok(()))
     }
@@ -441,8 +443,18 @@ impl Intake {
         } else {
             (None, bytes)
         };
-        let outcome = match self.pipeline.analyze(bytes).await {
+        let source = cxr_pipeline::Source::named(item.source.clone());
+        let outcome = match self.pipeline.analyze(bytes, source).await {
             Ok(filed) => filed.outcome,
+            Err(PipelineError::Store(cxr_worklist::StoreError::Conflict(why))) => {
+                // Another source filed this SOP Instance UID: its result
+                // stays. This copy is set aside for an administrator.
+                metrics::counter!("cxr_dicom_refused_total", "reason" => "other_source")
+                    .increment(1);
+                tracing::warn!(item = %item.entry.name(), reason = %why, "result not replaced; object moved to rejected/");
+                let _ = self.spool.reject(&item.entry);
+                return Attempt::Done;
+            }
             Err(PipelineError::NotDicom(why)) => {
                 // Checked on receipt, so only a file damaged on disk: set
                 // it aside for an administrator.

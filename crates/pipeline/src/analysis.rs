@@ -13,7 +13,7 @@ use cxr_findings::{assess, FindingResult, NotAnalyzed, PriorityPolicy};
 use cxr_ingest::{self as ingest, is_valid_uid, GreyImage, IngestLimits, RadiographMeta};
 use cxr_model::{Engine, EngineError, Inferred, Prepared, Provenance};
 use cxr_worklist::{
-    now_ms, FindingSummary, ImageIdentity, ImageRecord, StoreError, Stored, StoredHeatmap,
+    now_ms, FindingSummary, ImageIdentity, ImageRecord, Source, StoreError, Stored, StoredHeatmap,
     StoredResult, Timings, WorklistStore,
 };
 
@@ -83,15 +83,24 @@ impl Outcome {
             heatmaps: self.findings.iter().filter_map(StoredHeatmap::of).collect(),
             received_ms: now_ms(),
             preview_png: self.preview.as_ref().map(|(_, png)| png.clone()),
+            source: Source::default(),
         }
     }
 }
 
-/// Files an outcome in a worklist store (blocking; durable when it
-/// returns) and times it.
-pub fn file(store: &dyn WorklistStore, outcome: &mut Outcome) -> Result<Stored, StoreError> {
+/// Files an outcome in a worklist store as `source` (blocking; durable
+/// when it returns) and times it. A result filed earlier by another source
+/// is not replaced ([`StoreError::Conflict`]) unless `source` may replace
+/// others.
+pub fn file(
+    store: &dyn WorklistStore,
+    outcome: &mut Outcome,
+    source: &Source,
+) -> Result<Stored, StoreError> {
     let started = Instant::now();
-    let stored = store.put_image(&outcome.record())?;
+    let mut record = outcome.record();
+    record.source = source.clone();
+    let stored = store.put_image(&record)?;
     outcome.timings.store_ms = started.elapsed().as_secs_f64() * 1e3;
     Ok(stored)
 }

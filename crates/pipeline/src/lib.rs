@@ -44,7 +44,7 @@ pub use analysis::{
 };
 pub use cxr_findings::NotAnalyzed;
 use cxr_worklist::{now_ms, Event, EventKind, StoreError, StudySummary, WorklistStore};
-pub use cxr_worklist::{FindingSummary, StoredResult, Timings};
+pub use cxr_worklist::{FindingSummary, Source, StoredResult, Timings};
 
 /// Why a request failed (as opposed to an image the AI could not read,
 /// which is a result).
@@ -153,10 +153,11 @@ impl Pipeline {
             .map_err(|_| PipelineError::Overloaded("too many analyses in flight".into()))
     }
 
-    /// Analyses one DICOM file and commits its result to the worklist.
-    pub async fn analyze(&self, bytes: Vec<u8>) -> Result<Filed, PipelineError> {
+    /// Analyses one DICOM file and commits its result to the worklist as
+    /// `source` (see [`file`]).
+    pub async fn analyze(&self, bytes: Vec<u8>, source: Source) -> Result<Filed, PipelineError> {
         let admission = self.admit()?;
-        self.analyze_admitted(admission, bytes).await
+        self.analyze_admitted(admission, bytes, source).await
     }
 
     /// [`Pipeline::analyze`] in a slot taken earlier with [`Pipeline::admit`]:
@@ -165,6 +166,7 @@ impl Pipeline {
         &self,
         admission: Admission,
         bytes: Vec<u8>,
+        source: Source,
     ) -> Result<Filed, PipelineError> {
         let _admission = admission;
         let started = Instant::now();
@@ -203,7 +205,7 @@ impl Pipeline {
         let mut outcome = analyzer.conclude(decoded, inferred, preview)?;
         let store = Arc::clone(&self.store);
         let (outcome, stored) = tokio::task::spawn_blocking(move || {
-            let stored = file(store.as_ref(), &mut outcome);
+            let stored = file(store.as_ref(), &mut outcome, &source);
             (outcome, stored)
         })
         .await

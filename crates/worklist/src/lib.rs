@@ -35,6 +35,10 @@ pub enum StoreError {
     /// The request is malformed (e.g. a bad page token).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The request conflicts with what is stored (a result filed by
+    /// another source).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Reading workflow state of a study.
@@ -136,6 +140,31 @@ pub struct ImageRecord {
     pub received_ms: i64,
     /// A downscaled grey PNG of the image, for overlays.
     pub preview_png: Option<Vec<u8>>,
+    /// Who files it.
+    pub source: Source,
+}
+
+/// Who files a result: only the same source (or one that
+/// `may_replace_others`, an administrator) may later replace it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Source {
+    /// e.g. `user:pacs-gw` (an authenticated caller), `C-STORE:MODALITY`
+    /// (a calling AE), `STOW-RS:user`, `score`; empty: unknown (an object
+    /// resumed from the spool after a restart), which keeps the stored
+    /// source and is not checked.
+    pub name: String,
+    /// May replace results filed by others.
+    pub may_replace_others: bool,
+}
+
+impl Source {
+    /// A source that may replace only its own results.
+    pub fn named(name: impl Into<String>) -> Source {
+        Source {
+            name: name.into(),
+            may_replace_others: false,
+        }
+    }
 }
 
 impl ImageRecord {

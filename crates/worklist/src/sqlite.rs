@@ -86,6 +86,8 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
+    // 4: who filed each image, so that only they may replace its result.
+    "ALTER TABLE images ADD COLUMN source TEXT NOT NULL DEFAULT '';",
 ];
 
 /// SQLite-backed [`WorklistStore`].
@@ -411,14 +413,33 @@ impl WorklistStore for SqliteStore {
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(db)?;
         let id = &record.identity;
-        let previous: Option<String> = tx
+        let existing: Option<(String, String)> = tx
             .query_row(
-                "SELECT study_uid FROM images WHERE sop_uid = ?1",
+                "SELECT study_uid, source FROM images WHERE sop_uid = ?1",
                 [&id.sop_instance_uid],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
             .map_err(db)?;
+        // Only whoever filed a result (or an administrator) may replace
+        // it: another uploader re-sending the SOP Instance UID must not
+        // turn a CRITICAL result into something else.
+        let source = match &existing {
+            Some((_, before)) if record.source.name.is_empty() => before.clone(),
+            Some((_, before))
+                if !before.is_empty()
+                    && *before != record.source.name
+                    && !record.source.may_replace_others =>
+            {
+                return Err(StoreError::Conflict(
+                    "this image's result was filed by another source; only that source or an \
+                     administrator may replace it"
+                        .into(),
+                ));
+            }
+            _ => record.source.name.clone(),
+        };
+        let previous = existing.map(|(study, _)| study);
         // The study as it was, to see whether this image reopens it.
         let before: Option<(String, i64)> = tx
             .query_row(
@@ -433,8 +454,8 @@ impl WorklistStore for SqliteStore {
         tx.execute(
             "INSERT OR REPLACE INTO images (sop_uid, study_uid, series_uid, accession, modality,
                 view_position, study_date, analyzable, reason_code, reason_message, unread,
-                assessment, result, received, preview)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                assessment, result, received, preview, source)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             params![
                 id.sop_instance_uid,
                 id.study_instance_uid,
@@ -451,6 +472,7 @@ impl WorklistStore for SqliteStore {
                 result,
                 record.received_ms,
                 record.preview_png,
+                source,
             ],
         )
         .map_err(db)?;

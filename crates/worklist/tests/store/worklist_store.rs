@@ -8,8 +8,8 @@ use cxr_ingest::{IngestErrorKind, NotAnalyzable};
 use cxr_model::preprocess::{Geometry, ResizeMode};
 use cxr_model::FindingId;
 use cxr_worklist::{
-    EventKind, ImageIdentity, ImageRecord, ListQuery, SqliteStore, StoredHeatmap, StoredResult,
-    StudyStatus, Timings, WorklistStore,
+    EventKind, ImageIdentity, ImageRecord, ListQuery, Source, SqliteStore, StoreError,
+    StoredHeatmap, StoredResult, StudyStatus, Timings, WorklistStore,
 };
 
 fn assessment(priority: Priority, top: f32) -> PriorityAssessment {
@@ -43,6 +43,7 @@ fn record(study: &str, sop: &str, priority: Priority, top: f32, at: i64) -> Imag
         heatmaps: Vec::new(),
         received_ms: at,
         preview_png: None,
+        source: Source::default(),
     }
 }
 
@@ -528,4 +529,38 @@ fn retention_purges_overlays_and_events_of_read_studies_only() {
     assert_eq!((purged.images, purged.studies), (1, 1), "{purged:?}");
     assert!(store.get_study("read").is_err());
     assert!(store.get_study("open").is_ok() && store.get_study("recent").is_ok());
+}
+
+#[test]
+fn only_the_source_that_filed_a_result_or_an_administrator_replaces_it() {
+    let store = SqliteStore::in_memory().unwrap();
+    let filed = |source: Source, priority: Priority| {
+        let mut r = record("1.9", "1.9.1", priority, 0.9, 10);
+        r.source = source;
+        store.put_image(&r)
+    };
+    filed(Source::named("C-STORE:MODALITY"), Priority::Critical).unwrap();
+    // Another uploader re-sending the SOP Instance UID: refused, the
+    // CRITICAL result stays.
+    let err = filed(Source::named("user:someone"), Priority::Routine).unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let (study, _) = store.get_study("1.9").unwrap();
+    assert_eq!(study.assessment.priority, Priority::Critical);
+    // The same source may correct it; an unknown source (resumed from the
+    // spool) keeps the source; an administrator may replace anyone's.
+    filed(Source::named("C-STORE:MODALITY"), Priority::Urgent).unwrap();
+    filed(Source::default(), Priority::Urgent).unwrap();
+    assert!(filed(Source::named("user:someone"), Priority::Routine).is_err());
+    filed(
+        Source {
+            name: "user:it.admin".into(),
+            may_replace_others: true,
+        },
+        Priority::Routine,
+    )
+    .unwrap();
+    assert_eq!(
+        store.get_study("1.9").unwrap().0.assessment.priority,
+        Priority::Routine
+    );
 }
