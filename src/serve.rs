@@ -343,3 +343,29 @@ pub fn install_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
         .with_context(|| format!("metrics listener on {addr}"))?;
     Ok(())
 }
+
+/// Publishes the process's own memory figures from `/proc/self/status`
+/// every second: `process_resident_memory_bytes` (VmRSS) and
+/// `process_resident_memory_peak_bytes` (VmHWM, the high-water mark), so an
+/// operator — and the attack tests — see what a load cost at its worst.
+pub async fn report_memory() {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+            return;
+        };
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        };
+        if let Some(rss) = kib("VmRSS:") {
+            metrics::gauge!("process_resident_memory_bytes").set(rss * 1024.0);
+        }
+        if let Some(peak) = kib("VmHWM:") {
+            metrics::gauge!("process_resident_memory_peak_bytes").set(peak * 1024.0);
+        }
+    }
+}

@@ -58,6 +58,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         if let Some(addr) = config.metrics_listen {
             crate::serve::install_metrics(addr)?;
+            tokio::spawn(crate::serve::report_memory());
             eprintln!("metrics on http://{addr}/metrics");
         }
         let listener = tokio::net::TcpListener::bind(config.listen)

@@ -2,6 +2,7 @@
 //! per file).
 
 mod analyze_cli;
+mod attacks;
 mod auth;
 mod campaign;
 mod findings_as_data;

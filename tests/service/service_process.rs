@@ -23,7 +23,7 @@ fn root() -> PathBuf {
 
 /// A free loopback port (for the metrics listener, which reports no
 /// address of its own).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -32,14 +32,14 @@ fn free_port() -> u16 {
 }
 
 /// `cxr-triage serve` in a child process; its stderr is collected.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
     log: Arc<Mutex<String>>,
 }
 
 impl Server {
-    fn start(data: &Path, extra: &[&str], env: &[(&str, String)]) -> Server {
+    pub(crate) fn start(data: &Path, extra: &[&str], env: &[(&str, String)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cxr-triage"));
         cmd.arg("serve")
             .arg("--listen")
@@ -85,7 +85,7 @@ impl Server {
         Server { child, addr, log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
@@ -96,7 +96,7 @@ impl Server {
     }
 
     /// SIGTERM, then waits for a clean exit.
-    fn terminate(mut self) -> String {
+    pub(crate) fn terminate(mut self) -> String {
         let pid = self.child.id().to_string();
         let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(ok.success());
@@ -115,7 +115,7 @@ impl Drop for Server {
     }
 }
 
-async fn plain_channel(addr: SocketAddr) -> Channel {
+pub(crate) async fn plain_channel(addr: SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -123,7 +123,7 @@ async fn plain_channel(addr: SocketAddr) -> Channel {
         .unwrap()
 }
 
-async fn wait_serving(ch: Channel) {
+pub(crate) async fn wait_serving(ch: Channel) {
     let mut health = tonic_health::pb::health_client::HealthClient::new(ch);
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
@@ -143,7 +143,7 @@ async fn wait_serving(ch: Channel) {
 
 /// A synthetic frontal film (TB-positive or not) with its own study; the
 /// case carries the fake patient name and ID written into the file.
-fn film(index: u64, tb: bool) -> (Vec<u8>, cxr_synth::SyntheticCase) {
+pub(crate) fn film(index: u64, tb: bool) -> (Vec<u8>, cxr_synth::SyntheticCase) {
     let spec = CaseSpec {
         positive_rate: if tb { 1.0 } else { 0.0 },
         findings: cxr_synth::FindingSet {
@@ -265,7 +265,7 @@ async fn kill_9_loses_no_acknowledged_result() {
 }
 
 /// GET /metrics over plain HTTP/1.1.
-fn scrape(port: u16) -> String {
+pub(crate) fn scrape(port: u16) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .unwrap();
@@ -275,7 +275,7 @@ fn scrape(port: u16) -> String {
     body
 }
 
-fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+pub(crate) fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find(|l| {

@@ -139,8 +139,11 @@ pub fn read_identity(bytes: &[u8], limits: &IngestLimits) -> Option<RadiographMe
     if bytes.len() as u64 > limits.max_input_bytes {
         return None;
     }
-    let parsed = parse::parse(bytes, limits.max_inflated_bytes).ok()?;
-    let meta = RadiographMeta::from_object(&parsed.object);
+    // Read up to the Pixel Data only: the identity of a large object costs
+    // kilobytes, not a copy of its pixels.
+    let (parsed, has_pixel_data) = parse::parse_identity(bytes, limits.max_inflated_bytes).ok()?;
+    let mut meta = RadiographMeta::from_object(&parsed.object);
+    meta.has_pixel_data = has_pixel_data;
     is_valid_uid(&meta.sop_instance_uid).then_some(meta)
 }
 
@@ -156,9 +159,10 @@ pub fn is_valid_uid(uid: &str) -> bool {
             .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Parses a DICOM object held in memory without decoding its pixels, with
-/// the same bounds as [`read_bytes`]: for callers that need its attributes
-/// (e.g. to copy its patient and study modules into a derived object).
+/// Parses a DICOM object held in memory up to its Pixel Data (which is
+/// left out), with the same bounds as [`read_bytes`]: for callers that need
+/// its attributes (e.g. to copy its patient and study modules into a
+/// derived object) without a copy of its pixels.
 pub fn read_object(bytes: &[u8], limits: &IngestLimits) -> Result<InMemDicomObject, IngestError> {
     if bytes.len() as u64 > limits.max_input_bytes {
         return Err(IngestError::InputTooLarge {
@@ -166,10 +170,15 @@ pub fn read_object(bytes: &[u8], limits: &IngestLimits) -> Result<InMemDicomObje
             max: limits.max_input_bytes,
         });
     }
-    Ok(parse::parse(bytes, limits.max_inflated_bytes)?
+    Ok(parse::parse_identity(bytes, limits.max_inflated_bytes)?
+        .0
         .object
         .into_inner())
 }
+
+/// Objects larger than this have their image size checked from a header
+/// read before the whole object is parsed (a chest film is 5–30 MB).
+const EARLY_SIZE_CHECK_BYTES: u64 = 32 << 20;
 
 /// Reads and decodes a DICOM object held in memory.
 pub fn read_bytes(bytes: &[u8], limits: &IngestLimits) -> Result<Radiograph, IngestError> {
@@ -194,16 +203,52 @@ pub fn read_bytes_identified(
             None,
         ));
     }
-    let parsed = parse::parse(bytes, limits.max_inflated_bytes).map_err(|e| (e, None))?;
+    if bytes.len() as u64 > EARLY_SIZE_CHECK_BYTES {
+        // A large object's header is read on its own first, so that one
+        // whose image is over the limits is refused without a copy of its
+        // pixels.
+        let (header, has_pixels) =
+            parse::parse_identity(bytes, limits.max_inflated_bytes).map_err(|e| (e, None))?;
+        let identified = |e: IngestError| {
+            let meta = RadiographMeta::from_object(&header.object);
+            (e, is_valid_uid(&meta.sop_instance_uid).then_some(meta))
+        };
+        if !has_pixels {
+            return Err(identified(IngestError::MissingPixelData));
+        }
+        pixels::check_size(&header.object, limits).map_err(identified)?;
+    }
+    // Native pixels are read straight from `bytes`: the header is parsed
+    // without them and the values converted in one pass (parsing them into
+    // the object and copying them out cost most of the decode time).
+    let native = parse::parse_native(bytes).map_err(|e| (e, None))?;
+    let (parsed, native_pixels) = match native {
+        Some((parsed, value)) => (parsed, Some(value)),
+        None => (
+            parse::parse(bytes, limits.max_inflated_bytes).map_err(|e| (e, None))?,
+            None,
+        ),
+    };
     let object = &parsed.object;
-    let meta = RadiographMeta::from_object(object);
+    let mut meta = RadiographMeta::from_object(object);
+    meta.has_pixel_data |= native_pixels.is_some();
     let identified = |e: IngestError| {
         let meta = is_valid_uid(&meta.sop_instance_uid).then(|| meta.clone());
         (e, meta)
     };
-    let pixel_module = pixels::pixel_module(object, limits).map_err(identified)?;
-    let stored = pixels::decode_first_frame(object, &pixel_module, &parsed.transfer_syntax)
-        .map_err(identified)?;
+    let (pixel_module, stored) = match native_pixels {
+        Some(value) => {
+            let module = pixels::pixel_module_of_header(object, limits).map_err(identified)?;
+            let stored = pixels::native_frame_from_bytes(value, &module).map_err(identified)?;
+            (module, stored)
+        }
+        None => {
+            let module = pixels::pixel_module(object, limits).map_err(identified)?;
+            let stored = pixels::decode_first_frame(object, &module, &parsed.transfer_syntax)
+                .map_err(identified)?;
+            (module, stored)
+        }
+    };
     let (image, presentation) = voi::present(object, &pixel_module, &stored);
     let assessment = gate::assess(&meta, &pixel_module, limits);
     Ok(Radiograph {

@@ -32,6 +32,75 @@ pub(crate) struct ParsedObject {
 
 /// Parses a DICOM Part 10 object held in memory, with or without preamble.
 pub(crate) fn parse(bytes: &[u8], max_inflated: u64) -> Result<ParsedObject, IngestError> {
+    parse_until(bytes, max_inflated, false).map(|(parsed, _)| parsed)
+}
+
+/// [`parse`] without the Pixel Data: every length is still checked, but the
+/// data set is read only up to its top-level Pixel Data element, so that
+/// the identity of a 250 MiB object costs kilobytes. Returns whether the
+/// object has Pixel Data beside it.
+pub(crate) fn parse_identity(
+    bytes: &[u8],
+    max_inflated: u64,
+) -> Result<(ParsedObject, bool), IngestError> {
+    parse_until(bytes, max_inflated, true).map(|(parsed, at)| (parsed, at.is_some()))
+}
+
+/// A native object — uncompressed, little-endian, not deflated — whose
+/// Pixel Data has a defined length: its header parsed without the Pixel
+/// Data, and the Pixel Data value borrowed from `bytes` (no copy). `None`
+/// when the object is not one (the caller then uses [`parse`]).
+pub(crate) fn parse_native(bytes: &[u8]) -> Result<Option<(ParsedObject, &[u8])>, IngestError> {
+    let from_magic = strip_preamble(bytes)?;
+    let meta = &from_magic[MAGIC.len()..];
+    check_lengths(meta, Encoding::EXPLICIT_LE, Some(meta_group_end(meta)))
+        .map_err(|e| e.into_ingest("file meta group"))?;
+    let mut reader = from_magic;
+    let file_meta = FileMetaTable::from_reader(&mut reader).map_err(|e| meta_error(&e))?;
+    let ts_uid = file_meta.transfer_syntax().to_string();
+    let explicit_vr = match ts_uid.as_str() {
+        uids::EXPLICIT_VR_LITTLE_ENDIAN => true,
+        uids::IMPLICIT_VR_LITTLE_ENDIAN => false,
+        _ => return Ok(None),
+    };
+    let encoding = Encoding {
+        explicit_vr,
+        big_endian: false,
+    };
+    let mut walker = Walker {
+        buf: reader,
+        pos: 0,
+        pixel_data_at: None,
+        pixel_value: None,
+    };
+    walker
+        .elements(reader.len(), encoding, None, 0, false)
+        .map_err(|e| e.into_ingest("data set"))?;
+    let (Some(at), Some((start, len))) = (walker.pixel_data_at, walker.pixel_value) else {
+        return Ok(None);
+    };
+    let ts = TransferSyntaxRegistry.get(&ts_uid).ok_or_else(|| {
+        IngestError::UnsupportedTransferSyntax {
+            uid: ts_uid.clone(),
+            name: "not a known transfer syntax".into(),
+        }
+    })?;
+    let object =
+        InMemDicomObject::read_dataset_with_ts(&reader[..at], ts).map_err(|e| dataset_error(&e))?;
+    let parsed = ParsedObject {
+        object: object.with_exact_meta(file_meta),
+        transfer_syntax: ts_uid,
+    };
+    Ok(Some((parsed, &reader[start..start + len])))
+}
+
+/// Parses, stopping before the top-level Pixel Data when `before_pixels`;
+/// returns where that element starts in the data set (when present).
+fn parse_until(
+    bytes: &[u8],
+    max_inflated: u64,
+    before_pixels: bool,
+) -> Result<(ParsedObject, Option<usize>), IngestError> {
     let from_magic = strip_preamble(bytes)?;
     let meta = &from_magic[MAGIC.len()..];
     // dicom-object reads meta elements, whatever their tags, until it has
@@ -68,14 +137,20 @@ pub(crate) fn parse(bytes: &[u8], max_inflated: u64) -> Result<ParsedObject, Ing
         explicit_vr: read_ts.uid() != uids::IMPLICIT_VR_LITTLE_ENDIAN,
         big_endian: read_ts.endianness() == dicom_encoding::transfer_syntax::Endianness::Big,
     };
-    check_lengths(&dataset, encoding, None).map_err(|e| e.into_ingest("data set"))?;
+    let pixel_data_at =
+        check_lengths(&dataset, encoding, None).map_err(|e| e.into_ingest("data set"))?;
+    let read = match pixel_data_at {
+        Some(at) if before_pixels => &dataset[..at],
+        _ => &dataset[..],
+    };
 
-    let object = InMemDicomObject::read_dataset_with_ts(&dataset[..], read_ts)
-        .map_err(|e| dataset_error(&e))?;
-    Ok(ParsedObject {
+    let object =
+        InMemDicomObject::read_dataset_with_ts(read, read_ts).map_err(|e| dataset_error(&e))?;
+    let parsed = ParsedObject {
         object: object.with_exact_meta(meta),
         transfer_syntax: ts_uid,
-    })
+    };
+    Ok((parsed, pixel_data_at))
 }
 
 /// Where the file meta group ends: after its (0002,0000) group length
@@ -85,7 +160,12 @@ pub(crate) fn parse(bytes: &[u8], max_inflated: u64) -> Result<ParsedObject, Ing
 /// tell, so that the walk goes on and reports the cut. Offsets are relative
 /// to the byte after the `DICM` magic.
 fn meta_group_end(meta: &[u8]) -> usize {
-    let mut walker = Walker { buf: meta, pos: 0 };
+    let mut walker = Walker {
+        buf: meta,
+        pos: 0,
+        pixel_data_at: None,
+        pixel_value: None,
+    };
     let end = meta.len();
     let Ok(tag) = walker.take::<4>(end) else {
         return usize::MAX;
@@ -258,14 +338,29 @@ impl LengthFault {
 /// Walks element headers and checks that every defined length fits in its
 /// container, recursing into sequence items. `stop_at` ends the walk at the
 /// first element starting at or after that offset (the file meta group).
-fn check_lengths(buf: &[u8], enc: Encoding, stop_at: Option<usize>) -> Result<(), LengthFault> {
-    let mut walker = Walker { buf, pos: 0 };
-    walker.elements(buf.len(), enc, stop_at, 0, false)
+/// Returns where the top-level Pixel Data element starts, if there is one.
+fn check_lengths(
+    buf: &[u8],
+    enc: Encoding,
+    stop_at: Option<usize>,
+) -> Result<Option<usize>, LengthFault> {
+    let mut walker = Walker {
+        buf,
+        pos: 0,
+        pixel_data_at: None,
+        pixel_value: None,
+    };
+    walker.elements(buf.len(), enc, stop_at, 0, false)?;
+    Ok(walker.pixel_data_at)
 }
 
 struct Walker<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Offset of the top-level Pixel Data element's tag, once walked past.
+    pixel_data_at: Option<usize>,
+    /// Offset and length of its value, when the length is defined.
+    pixel_value: Option<(usize, usize)>,
 }
 
 impl Walker<'_> {
@@ -339,8 +434,12 @@ impl Walker<'_> {
             if stop_at.is_some_and(|stop| self.pos >= stop) {
                 return Ok(());
             }
+            let start = self.pos;
             let group = self.u16(end, enc.big_endian)?;
             let element = self.u16(end, enc.big_endian)?;
+            if depth == 0 && (group, element) == PIXEL_DATA && self.pixel_data_at.is_none() {
+                self.pixel_data_at = Some(start);
+            }
             if group == 0xFFFE {
                 let len = self.u32(end, enc.big_endian)?;
                 if (group, element) == ITEM_END && in_undefined_item {
@@ -351,6 +450,9 @@ impl Walker<'_> {
                 continue;
             }
             let (vr, len) = self.header_rest(end, enc, (group, element))?;
+            if self.pixel_data_at == Some(start) && depth == 0 && len != UNDEFINED {
+                self.pixel_value = Some((self.pos, len as usize));
+            }
             if len == UNDEFINED {
                 let nested = if (enc.explicit_vr && !is_known_vr(&vr)) || vr == *b"UN" {
                     Encoding::IMPLICIT_LE

@@ -112,15 +112,12 @@ impl StoredFrame {
     }
 }
 
-/// Reads and validates the Image Pixel module; fails before any pixel buffer
-/// is allocated if the image is not greyscale or over the limits.
-pub(crate) fn pixel_module(
+/// Rows and Columns, checked against the limits: what [`pixel_module`]
+/// checks first, also usable on a header read without its Pixel Data.
+pub(crate) fn check_size(
     obj: &DefaultDicomObject,
     limits: &IngestLimits,
-) -> Result<PixelModule, IngestError> {
-    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
-        return Err(IngestError::MissingPixelData);
-    }
+) -> Result<(u32, u32), IngestError> {
     let rows = required_u32(obj, tags::ROWS, "Rows", "(0028,0010)")?;
     let columns = required_u32(obj, tags::COLUMNS, "Columns", "(0028,0011)")?;
     if rows == 0 || columns == 0 {
@@ -139,6 +136,28 @@ pub(crate) fn pixel_module(
             max_pixels: limits.max_pixels,
         });
     }
+    Ok((rows, columns))
+}
+
+/// Reads and validates the Image Pixel module; fails before any pixel buffer
+/// is allocated if the image is not greyscale or over the limits.
+pub(crate) fn pixel_module(
+    obj: &DefaultDicomObject,
+    limits: &IngestLimits,
+) -> Result<PixelModule, IngestError> {
+    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+        return Err(IngestError::MissingPixelData);
+    }
+    pixel_module_of_header(obj, limits)
+}
+
+/// [`pixel_module`] of a header parsed without its Pixel Data (whose
+/// presence the caller has established).
+pub(crate) fn pixel_module_of_header(
+    obj: &DefaultDicomObject,
+    limits: &IngestLimits,
+) -> Result<PixelModule, IngestError> {
+    let (rows, columns) = check_size(obj, limits)?;
     let samples_per_pixel = optional_u32(obj, tags::SAMPLES_PER_PIXEL)?.unwrap_or(1);
     let photometric =
         text(obj, tags::PHOTOMETRIC_INTERPRETATION).ok_or(IngestError::MissingAttribute {
@@ -277,6 +296,42 @@ pub(crate) fn decode_first_frame(
         bits_stored: module.bits_stored,
         values: normalise(raw, module),
         decoder,
+    })
+}
+
+/// The first frame of native (uncompressed, little-endian) Pixel Data
+/// given as the value's bytes, borrowed from the input: one pass from the
+/// bytes to the stored values, with the same length checks as the parsed
+/// path.
+pub(crate) fn native_frame_from_bytes(
+    value: &[u8],
+    module: &PixelModule,
+) -> Result<StoredFrame, IngestError> {
+    let frame_samples = module.rows as usize * module.columns as usize;
+    let bytes_per_sample = usize::from(module.bits_allocated / 8);
+    let expected = frame_samples as u64 * bytes_per_sample as u64 * u64::from(module.frames);
+    let actual = value.len() as u64;
+    if actual != expected && actual != expected + 1 {
+        return Err(IngestError::PixelDataLength {
+            expected,
+            actual,
+            rows: module.rows,
+            columns: module.columns,
+            bits_allocated: module.bits_allocated,
+            frames: module.frames,
+        });
+    }
+    let raw = from_le_bytes(
+        &value[..frame_samples * bytes_per_sample],
+        module.bits_allocated,
+    );
+    Ok(StoredFrame {
+        rows: module.rows,
+        columns: module.columns,
+        signed: module.signed,
+        bits_stored: module.bits_stored,
+        values: normalise(raw, module),
+        decoder: Decoder::Native,
     })
 }
 

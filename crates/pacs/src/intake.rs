@@ -17,6 +17,7 @@
 //! period again and its results go after it.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,17 +28,17 @@ use super::config::DicomConfig;
 use super::derived::{ResultInput, ResultObject};
 use super::dimse::status;
 use super::outbox::Outbox;
-use super::spool::{Spool, SpoolEntry};
+use super::spool::{Partial, Spool, SpoolEntry};
 use super::{sc, sr};
 use cxr_ingest::{self as dicom, IngestLimits, RadiographMeta};
 use cxr_pipeline::{identity_of, Outcome, Pipeline, PipelineError};
 use cxr_worklist::now_ms;
 
-/// A complete object received by C-STORE: Part 10 file bytes (preamble,
-/// meta group, data set as received).
+/// A complete object received by C-STORE or STOW-RS: a Part 10 file
+/// (preamble, meta group, data set as received).
 pub struct Received {
     /// The file.
-    pub file: Vec<u8>,
+    pub file: Object,
     /// The sender: its calling AE title (C-STORE) or authenticated user
     /// (STOW-RS).
     pub calling_ae: String,
@@ -45,6 +46,35 @@ pub struct Received {
     pub via: &'static str,
     /// The sender's network address.
     pub address: String,
+}
+
+/// Where a received object's bytes are.
+#[derive(Debug)]
+pub enum Object {
+    /// In memory (a STOW-RS part, sharing its request's body).
+    Bytes(bytes::Bytes),
+    /// Already in the spool's temporary file, written as it arrived
+    /// (C-STORE): committed to the spool if accepted, removed if not.
+    Spooled(Partial),
+}
+
+impl From<Vec<u8>> for Object {
+    fn from(bytes: Vec<u8>) -> Object {
+        Object::Bytes(bytes.into())
+    }
+}
+
+/// The identity of a DICOM file on disk, read through a memory map so that
+/// only the pages up to its Pixel Data are touched.
+fn identity_of_file(path: &Path, limits: &IngestLimits) -> Option<RadiographMeta> {
+    let file = std::fs::File::open(path).ok()?;
+    if file.metadata().ok()?.len() == 0 {
+        return None;
+    }
+    // SAFETY: the file is the service's own spool file (mode 0600 in a 0700
+    // directory), which nothing truncates or rewrites while it is mapped.
+    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+    dicom::read_identity(&map, limits)
 }
 
 /// Why a C-STORE is refused: its DIMSE status and a comment.
@@ -155,9 +185,7 @@ impl Intake {
             );
         }
         for entry in pending {
-            let study = std::fs::read(&entry.path)
-                .ok()
-                .and_then(|b| dicom::read_identity(&b, &intake.limits))
+            let study = identity_of_file(&entry.path, &intake.limits)
                 .map(|m| identity_of(&m).study_instance_uid)
                 .unwrap_or_default();
             intake.arrived(&study, now);
@@ -297,7 +325,11 @@ impl Intake {
         type Refused = (Option<Box<RadiographMeta>>, Refusal);
         let spooled = tokio::task::spawn_blocking(move || -> Result<_, Refused> {
             let _parse_slot = parse_slot;
-            let meta = dicom::read_identity(&file, &limits).ok_or_else(|| {
+            let meta = match &file {
+                Object::Bytes(bytes) => dicom::read_identity(bytes, &limits),
+                Object::Spooled(partial) => identity_of_file(partial.path(), &limits),
+            };
+            let meta = meta.ok_or_else(|| {
                 let refusal = Refusal {
                     status: status::CANNOT_UNDERSTAND,
                     comment: "not a DICOM data set with a valid SOP Instance UID".into(),
@@ -323,7 +355,11 @@ impl Intake {
             if let Err(refusal) = check(&meta) {
                 return Err((Some(Box::new(meta)), refusal));
             }
-            match spool.put(&[&file], now_ms()) {
+            let spooled = match file {
+                Object::Bytes(bytes) => spool.put(&[&bytes], now_ms()),
+                Object::Spooled(partial) => spool.commit(partial, now_ms()),
+            };
+            match spooled {
                 Ok(entry) => Ok((meta, entry)),
                 Err(e) => {
                     tracing::error!(error = %e, "DICOM spool write failed");
@@ -386,6 +422,12 @@ impl Intake {
             source,
         });
         (Some(meta), Ok(()))
+    }
+
+    /// Starts an object received straight into the spool (C-STORE data
+    /// written as it arrives); see [`Spool::partial`].
+    pub fn partial(&self) -> std::io::Result<(Partial, std::fs::File)> {
+        self.spool.partial()
     }
 
     /// A worker: takes spooled objects through the pipeline until `stop`.

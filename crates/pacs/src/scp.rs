@@ -24,14 +24,15 @@ use dicom_ul::pdu::{
     PresentationContextResultReason, UserIdentity,
 };
 use dicom_ul::Pdu;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use super::config::DicomConfig;
 use super::dimse::{self, command_field, status, Command};
-use super::intake::{Intake, Received};
+use super::intake::{Intake, Object, Received};
+use super::spool::Partial;
 use super::uids;
 
 /// Who may associate: the called AE title must be ours; the calling AE
@@ -347,13 +348,54 @@ struct Message {
     context: u8,
     command: Vec<u8>,
     parsed: Option<Command>,
-    /// For C-STORE: file header then data set as received.
-    data: Vec<u8>,
+    /// For C-STORE: the spool file being written, file header then data
+    /// set as received.
+    incoming: Option<Incoming>,
     /// The data set exceeded the limit: the rest is read and dropped.
     oversized: bool,
     /// The object is refused before its data set arrives (status, reason);
     /// the data set is read and dropped.
     refusal: Option<(u16, String)>,
+}
+
+/// A C-STORE's object going to disk as its fragments arrive, so that an
+/// association holds a write buffer, not the object.
+struct Incoming {
+    partial: Partial,
+    writer: BufWriter<tokio::fs::File>,
+    written: u64,
+}
+
+/// The write buffer between P-DATA fragments and the spool file.
+const SPOOL_WRITE_BUFFER: usize = 256 << 10;
+
+impl Incoming {
+    async fn start(intake: &Intake, header: &[u8]) -> std::io::Result<Incoming> {
+        let (partial, file) = intake.partial()?;
+        let mut writer =
+            BufWriter::with_capacity(SPOOL_WRITE_BUFFER, tokio::fs::File::from_std(file));
+        writer.write_all(header).await?;
+        Ok(Incoming {
+            partial,
+            writer,
+            written: header.len() as u64,
+        })
+    }
+
+    async fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(data).await?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// Flushes and closes the file; returns it for the intake.
+    async fn finish(mut self) -> std::io::Result<Partial> {
+        self.writer.flush().await?;
+        let mut file = self.writer.into_inner();
+        file.flush().await?;
+        drop(file);
+        Ok(self.partial)
+    }
 }
 
 struct Session<'a> {
@@ -415,7 +457,7 @@ impl Session<'_> {
                     context: presentation_context_id,
                     command: Vec::new(),
                     parsed: None,
-                    data: Vec::new(),
+                    incoming: None,
                     oversized: false,
                     refusal: None,
                 });
@@ -445,7 +487,7 @@ impl Session<'_> {
                         let expects_data = command.has_data_set();
                         m.parsed = Some(command);
                         if expects_data {
-                            match self.begin_store(m, pc) {
+                            match self.begin_store(m, pc).await {
                                 Ok(()) => continue,
                                 Err(end) => return end,
                             }
@@ -455,12 +497,18 @@ impl Session<'_> {
                         if m.parsed.is_none() {
                             return End::ProtocolError("data fragment before its command".into());
                         }
-                        if !m.oversized && m.refusal.is_none() {
-                            if (m.data.len() + data.len()) as u64 > max_object {
+                        if let Some(incoming) = m.incoming.as_mut() {
+                            if incoming.written + data.len() as u64 > max_object {
+                                // Dropping it removes what was written.
                                 m.oversized = true;
-                                m.data = Vec::new();
-                            } else {
-                                m.data.extend_from_slice(&data);
+                                m.incoming = None;
+                            } else if let Err(e) = incoming.append(&data).await {
+                                tracing::error!(error = %e, "DICOM spool write failed");
+                                m.refusal = Some((
+                                    status::OUT_OF_RESOURCES,
+                                    format!("spool write failed: {}", e.kind()),
+                                ));
+                                m.incoming = None;
                             }
                         }
                         if !is_last {
@@ -481,9 +529,13 @@ impl Session<'_> {
         }
     }
 
-    /// Checks a C-STORE-RQ before its data set arrives and starts the file
-    /// (header first, so the data set is appended without a copy).
-    fn begin_store(&self, m: &mut Message, pc: &PresentationContextNegotiated) -> Result<(), End> {
+    /// Checks a C-STORE-RQ before its data set arrives and starts its spool
+    /// file (header first, the data set is appended as it arrives).
+    async fn begin_store(
+        &self,
+        m: &mut Message,
+        pc: &PresentationContextNegotiated,
+    ) -> Result<(), End> {
         let command = m
             .parsed
             .as_ref()
@@ -520,7 +572,16 @@ impl Session<'_> {
             &self.calling,
             &self.listener.config.ae_title,
         ) {
-            Ok(header) => m.data = header,
+            Ok(header) => match Incoming::start(&self.listener.intake, &header).await {
+                Ok(incoming) => m.incoming = Some(incoming),
+                Err(e) => {
+                    tracing::error!(error = %e, "DICOM spool write failed");
+                    m.refusal = Some((
+                        status::OUT_OF_RESOURCES,
+                        format!("spool write failed: {}", e.kind()),
+                    ));
+                }
+            },
             Err(e) => m.refusal = Some((status::CANNOT_UNDERSTAND, e)),
         }
         Ok(())
@@ -558,19 +619,31 @@ impl Session<'_> {
                         )),
                     )
                 } else {
-                    match self
-                        .listener
-                        .intake
-                        .receive(Received {
-                            file: m.data,
-                            calling_ae: self.calling.clone(),
-                            via: "C-STORE",
-                            address: self.peer.to_string(),
-                        })
-                        .await
-                    {
-                        Ok(()) => (status::SUCCESS, None),
-                        Err(refusal) => (refusal.status, Some(refusal.comment)),
+                    match m.incoming {
+                        None => (status::CANNOT_UNDERSTAND, Some("no data set".to_string())),
+                        Some(incoming) => match incoming.finish().await {
+                            Err(e) => {
+                                tracing::error!(error = %e, "DICOM spool write failed");
+                                (
+                                    status::OUT_OF_RESOURCES,
+                                    Some(format!("spool write failed: {}", e.kind())),
+                                )
+                            }
+                            Ok(partial) => match self
+                                .listener
+                                .intake
+                                .receive(Received {
+                                    file: Object::Spooled(partial),
+                                    calling_ae: self.calling.clone(),
+                                    via: "C-STORE",
+                                    address: self.peer.to_string(),
+                                })
+                                .await
+                            {
+                                Ok(()) => (status::SUCCESS, None),
+                                Err(refusal) => (refusal.status, Some(refusal.comment)),
+                            },
+                        },
                     }
                 };
                 let outcome = if code == status::SUCCESS {

@@ -36,6 +36,30 @@ impl SpoolEntry {
     }
 }
 
+/// An object being received into the spool (see [`Spool::partial`]): its
+/// temporary file is removed when this is dropped uncommitted — the
+/// association ended, or the object was refused.
+#[derive(Debug)]
+pub struct Partial {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Partial {
+    /// The temporary file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// The spool directory.
 #[derive(Debug)]
 pub struct Spool {
@@ -92,6 +116,36 @@ impl Spool {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
+        Ok(SpoolEntry { path, received_ms })
+    }
+
+    /// Starts an object received straight into the spool: a temporary file
+    /// (removed unless [`Spool::commit`]ted, and by [`Spool::open`] after a
+    /// crash) that the receiver appends to as data arrives, so that an
+    /// object is never held whole in memory.
+    pub fn partial(&self) -> io::Result<(Partial, File)> {
+        let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let path = self
+            .incoming
+            .join(format!("{TMP_PREFIX}receiving-{seq:010}{SUFFIX}"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok((Partial { path, keep: false }, file))
+    }
+
+    /// Makes a complete [`Partial`] a durable entry (flushed, renamed,
+    /// directory flushed), as [`Spool::put`] does. Blocking.
+    pub fn commit(&self, mut partial: Partial, received_ms: i64) -> io::Result<SpoolEntry> {
+        let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{received_ms:013}-{seq:010}{SUFFIX}");
+        let path = self.incoming.join(&name);
+        File::open(&partial.path)?.sync_all()?;
+        fs::rename(&partial.path, &path)?;
+        partial.keep = true;
+        sync_dir(&self.incoming)?;
         Ok(SpoolEntry { path, received_ms })
     }
 

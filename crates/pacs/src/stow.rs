@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use super::dimse::status;
-use super::intake::{Intake, Received, Refusal};
+use super::intake::{Intake, Object, Received, Refusal};
 use super::uids;
 use cxr_ingest::RadiographMeta;
 
@@ -73,6 +73,10 @@ pub async fn serve(
     )
     .unwrap_or(usize::MAX);
     let part_limit = usize::try_from(max_object_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+    // Bodies are held in memory while their parts are checked and spooled:
+    // all requests together may hold one largest body's worth, whatever
+    // the number of connections (the rest wait, then get 503).
+    let budget = Arc::new(Semaphore::new(mib_ceil(limit as u64) as usize));
     loop {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             return;
@@ -89,6 +93,7 @@ pub async fn serve(
         };
         let intake = Arc::clone(&intake);
         let auth = Arc::clone(&auth);
+        let budget = Arc::clone(&budget);
         let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
@@ -111,9 +116,15 @@ pub async fn serve(
             let service = hyper::service::service_fn(move |req| {
                 let intake = Arc::clone(&intake);
                 let auth = Arc::clone(&auth);
+                let budget = Arc::clone(&budget);
                 async move {
+                    let limits = Limits {
+                        body: limit,
+                        part: part_limit,
+                        budget,
+                    };
                     Ok::<_, std::convert::Infallible>(
-                        handle(req, &intake, &auth, (limit, part_limit), timeout, peer).await,
+                        handle(req, &intake, &auth, limits, timeout, peer).await,
                     )
                 }
             });
@@ -131,6 +142,48 @@ pub async fn serve(
             }
         });
     }
+}
+
+/// Whole MiB needed to hold `bytes` (at least one).
+fn mib_ceil(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1 << 20).max(1)).unwrap_or(u32::MAX)
+}
+
+/// The size limits of a request.
+struct Limits {
+    /// Largest body, bytes.
+    body: usize,
+    /// Largest part, bytes.
+    part: usize,
+    /// MiB of bodies all requests may hold in memory at once.
+    budget: Arc<Semaphore>,
+}
+
+/// Why a body was not read.
+enum BodyError {
+    TooLarge,
+    NotReceived,
+}
+
+/// Reads a body into one buffer (sized from the declared length, so there
+/// is no second copy), failing once it passes `limit`.
+async fn read_body(
+    mut body: Incoming,
+    limit: usize,
+    declared: Option<u64>,
+) -> Result<Vec<u8>, BodyError> {
+    let hint = declared.unwrap_or(0).min(limit as u64);
+    let mut buf = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyError::NotReceived)?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf)
 }
 
 /// A STOW-RS connection, plain or TLS.
@@ -261,7 +314,7 @@ async fn handle(
     req: Request<Incoming>,
     intake: &Arc<Intake>,
     auth: &cxr_auth::Authenticator,
-    (limit, part_limit): (usize, usize),
+    limits: Limits,
     timeout: Duration,
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
@@ -312,6 +365,7 @@ async fn handle(
         Ok(b) => b,
         Err(why) => return problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, &why),
     };
+    let limit = limits.body;
     let too_large = || {
         problem(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -326,18 +380,35 @@ async fn handle(
     if declared.is_some_and(|n| n > limit as u64) {
         return too_large();
     }
-    let collect = Limited::new(req.into_body(), limit).collect();
-    let body = match tokio::time::timeout(timeout, collect).await {
-        Err(_) => return problem(StatusCode::REQUEST_TIMEOUT, "request body too slow"),
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(e)) => {
-            return if e.is::<http_body_util::LengthLimitError>() {
-                too_large()
-            } else {
-                problem(StatusCode::BAD_REQUEST, "request body not received")
-            };
-        }
-    };
+    // The body's share of the memory budget (a body of unknown length
+    // takes the largest one's), held until its parts are spooled.
+    let need = mib_ceil(declared.unwrap_or(limit as u64));
+    let _held =
+        match tokio::time::timeout(timeout, Arc::clone(&limits.budget).acquire_many_owned(need))
+            .await
+        {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                let mut r = problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many uploads in progress; retry later",
+                );
+                r.headers_mut().insert(
+                    hyper::header::RETRY_AFTER,
+                    hyper::header::HeaderValue::from_static("5"),
+                );
+                return r;
+            }
+        };
+    let body =
+        match tokio::time::timeout(timeout, read_body(req.into_body(), limit, declared)).await {
+            Err(_) => return problem(StatusCode::REQUEST_TIMEOUT, "request body too slow"),
+            Ok(Ok(b)) => Bytes::from(b),
+            Ok(Err(BodyError::TooLarge)) => return too_large(),
+            Ok(Err(BodyError::NotReceived)) => {
+                return problem(StatusCode::BAD_REQUEST, "request body not received")
+            }
+        };
     let parts = match split_multipart(&body, &boundary) {
         Ok(p) if !p.is_empty() => p,
         Ok(_) => return problem(StatusCode::BAD_REQUEST, "no parts in the multipart body"),
@@ -347,7 +418,7 @@ async fn handle(
     for part in parts {
         // One object may be no larger than C-STORE accepts; it fails alone,
         // unspooled, and the others are still stored.
-        if part.len() > part_limit {
+        if part.len() > limits.part {
             outcomes.push(PartOutcome::Failed {
                 class: String::new(),
                 instance: String::new(),
@@ -355,6 +426,7 @@ async fn handle(
             });
             continue;
         }
+        let part = body.slice_ref(part);
         outcomes.push(store_part(intake, part, study_in_path.as_deref(), &sender).await);
     }
     let stored = outcomes
@@ -482,7 +554,7 @@ struct Sender {
 /// but never queued: once started, spooling and queueing finish together.
 async fn store_part(
     intake: &Arc<Intake>,
-    part: &[u8],
+    part: Bytes,
     study_in_path: Option<&str>,
     sender: &Sender,
 ) -> PartOutcome {
@@ -505,7 +577,7 @@ async fn store_part(
         Ok(())
     };
     let received = Received {
-        file: part.to_vec(),
+        file: Object::Bytes(part),
         calling_ae: sender.subject.clone(),
         via: "STOW-RS",
         address: sender.address.to_string(),

@@ -1,0 +1,450 @@
+//! The memory attacks of the security review (issue 15) replayed against
+//! the real `cxr-triage serve` binary on loopback — gRPC, the DICOM
+//! listener and STOW-RS in one process — with what each cost read from the
+//! process's own figures: its Prometheus `process_resident_memory_peak_bytes`
+//! (the kernel's VmHWM of the service process). Each attack now gets a
+//! clear refusal, the peak stays within a bound far below what the same
+//! attack cost before the fixes (figures in `docs/security.md`), and the
+//! service goes on analysing films afterwards.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cxr_api::pb;
+use cxr_api::pb::triage_client::TriageClient;
+
+use crate::pacs_support::{dcmtk, http, text};
+use crate::service_process::{
+    film, free_port, metric, plain_channel, scrape, wait_serving, Server,
+};
+
+const MIB: f64 = 1024.0 * 1024.0;
+const CR_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.1";
+const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+const DEFLATED_LE: &str = "1.2.840.10008.1.2.1.99";
+
+/// One explicit-VR little-endian element.
+fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) {
+    out.extend_from_slice(&group.to_le_bytes());
+    out.extend_from_slice(&elem.to_le_bytes());
+    out.extend_from_slice(vr);
+    if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    } else {
+        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+    }
+    out.extend_from_slice(value);
+}
+
+/// A text value padded to even length (UIDs with NUL, others with space).
+fn padded(s: &str, pad: u8) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    if v.len() % 2 == 1 {
+        v.push(pad);
+    }
+    v
+}
+
+/// Preamble, `DICM` and a file meta group for `sop` in `ts`.
+fn part10_header(ts: &str, sop: &str) -> Vec<u8> {
+    let mut meta = Vec::new();
+    element(&mut meta, 0x0002, 0x0001, b"OB", &[0, 1]);
+    element(
+        &mut meta,
+        0x0002,
+        0x0002,
+        b"UI",
+        &padded(CR_IMAGE_STORAGE, 0),
+    );
+    element(&mut meta, 0x0002, 0x0003, b"UI", &padded(sop, 0));
+    element(&mut meta, 0x0002, 0x0010, b"UI", &padded(ts, 0));
+    element(
+        &mut meta,
+        0x0002,
+        0x0012,
+        b"UI",
+        &padded("1.2.826.0.1.3680043.10.54321", 0),
+    );
+    let mut out = vec![0u8; 128];
+    out.extend_from_slice(b"DICM");
+    element(
+        &mut out,
+        0x0002,
+        0x0000,
+        b"UL",
+        &(meta.len() as u32).to_le_bytes(),
+    );
+    out.extend_from_slice(&meta);
+    out
+}
+
+/// A CR data set up to the header of its Pixel Data (OW, `rows` ×
+/// `columns` 16-bit values), whose value the caller appends.
+fn dataset_head(sop: &str, study: &str, rows: u16, columns: u16) -> Vec<u8> {
+    let mut d = Vec::new();
+    element(&mut d, 0x0008, 0x0016, b"UI", &padded(CR_IMAGE_STORAGE, 0));
+    element(&mut d, 0x0008, 0x0018, b"UI", &padded(sop, 0));
+    element(&mut d, 0x0008, 0x0060, b"CS", &padded("CR", b' '));
+    element(&mut d, 0x0018, 0x5101, b"CS", &padded("PA", b' '));
+    element(&mut d, 0x0020, 0x000D, b"UI", &padded(study, 0));
+    element(
+        &mut d,
+        0x0020,
+        0x000E,
+        b"UI",
+        &padded(&format!("{study}.1"), 0),
+    );
+    element(&mut d, 0x0028, 0x0002, b"US", &1u16.to_le_bytes());
+    element(&mut d, 0x0028, 0x0004, b"CS", &padded("MONOCHROME2", b' '));
+    element(&mut d, 0x0028, 0x0010, b"US", &rows.to_le_bytes());
+    element(&mut d, 0x0028, 0x0011, b"US", &columns.to_le_bytes());
+    element(&mut d, 0x0028, 0x0100, b"US", &16u16.to_le_bytes());
+    element(&mut d, 0x0028, 0x0101, b"US", &12u16.to_le_bytes());
+    element(&mut d, 0x0028, 0x0102, b"US", &11u16.to_le_bytes());
+    element(&mut d, 0x0028, 0x0103, b"US", &0u16.to_le_bytes());
+    let pixels = u32::from(rows) * u32::from(columns) * 2;
+    d.extend_from_slice(&0x7FE0u16.to_le_bytes());
+    d.extend_from_slice(&0x0010u16.to_le_bytes());
+    d.extend_from_slice(b"OW\0\0");
+    d.extend_from_slice(&pixels.to_le_bytes());
+    d
+}
+
+/// A deflate bomb: a half-megabyte Deflated Explicit VR Little Endian
+/// object whose data set inflates to 512 MiB (a 16384² film of zeros).
+fn deflate_bomb(sop: &str) -> Vec<u8> {
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(&dataset_head(
+        sop,
+        "1.2.826.0.1.3680043.10.54321.90",
+        16384,
+        16384,
+    ))
+    .unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..512 {
+        enc.write_all(&zeros).unwrap();
+    }
+    let mut out = part10_header(DEFLATED_LE, sop);
+    out.extend_from_slice(&enc.finish().unwrap());
+    out
+}
+
+/// A 250 MiB uncompressed object on disk (11,450² 16-bit: over the
+/// 64-megapixel limit, so the AI cannot read it and it goes to a human).
+fn huge_film(path: &Path, sop: &str) -> u64 {
+    let (rows, columns) = (11_450u16, 11_450u16);
+    let mut bytes = part10_header(EXPLICIT_LE, sop);
+    bytes.extend_from_slice(&dataset_head(
+        sop,
+        "1.2.826.0.1.3680043.10.54321.91",
+        rows,
+        columns,
+    ));
+    let total = bytes.len() as u64 + u64::from(rows) * u64::from(columns) * 2;
+    let mut f = std::fs::File::create(path).unwrap();
+    f.write_all(&bytes).unwrap();
+    // The pixel values: zeros, without writing them (a sparse file).
+    f.set_len(total).unwrap();
+    total
+}
+
+fn multipart(boundary: &str, part: &[u8]) -> Vec<u8> {
+    let mut b = format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").into_bytes();
+    b.extend_from_slice(part);
+    b.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    b
+}
+
+const STOW_TYPE: &str = "multipart/related; type=\"application/dicom\"; boundary=XyZ";
+
+/// The service's own peak resident memory, MiB, once its gauge (updated
+/// every second) has caught up with what just happened.
+async fn peak_mib(metrics: u16) -> f64 {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let text = tokio::task::spawn_blocking(move || scrape(metrics))
+        .await
+        .unwrap();
+    metric(&text, "process_resident_memory_peak_bytes", &[]).expect("peak memory gauge") / MIB
+}
+
+/// Starts a measurement: resets the service's peak to its current
+/// resident size (`5` to `/proc/PID/clear_refs`, Linux ≥ 4.0) and returns
+/// that, MiB, as its gauge reports it.
+async fn fresh_peak_mib(pid: u32, metrics: u16) -> f64 {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+    peak_mib(metrics).await
+}
+
+/// How a refusal reads: typed, short, and not an echo of the input.
+fn assert_clear(status: &tonic::Status, code: tonic::Code) {
+    assert_eq!(status.code(), code, "{status}");
+    assert!(status.message().len() < 300, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_attacks_on_the_real_binary_are_refused_within_bounds() {
+    let data = tempfile::tempdir().unwrap();
+    let (dicom_port, stow_port, metrics) = (free_port(), free_port(), free_port());
+    let config = data.path().join("cxr.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dicom]\nenabled = true\nae_title = \"CXR_TRIAGE\"\n\
+             listen = \"127.0.0.1:{dicom_port}\"\nstow_listen = \"127.0.0.1:{stow_port}\"\n\
+             allowed_calling_aes = [\"STORESCU\"]\ntimeout_s = 60\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start(
+        &data.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+        &[("CXR_METRICS_LISTEN", format!("127.0.0.1:{metrics}"))],
+    );
+    let ch = plain_channel(server.addr).await;
+    wait_serving(ch.clone()).await;
+    let mut client = TriageClient::new(ch.clone());
+    let (good, case) = film(1, true);
+    client
+        .analyze(pb::AnalyzeRequest {
+            dicom: good.clone(),
+            options: None,
+        })
+        .await
+        .unwrap();
+    let pid = server.child.id();
+    let base = fresh_peak_mib(pid, metrics).await;
+    eprintln!("attacks: warm service {base:.0} MiB");
+
+    // Finding 2, gRPC: four deflate bombs at once. Before: ~1 GB of RSS
+    // each (inflated to 512 MiB, twice). Now each inflates once, capped
+    // at 160 MiB, inside the decode slots, and fails with a typed error.
+    let bomb = Arc::new(deflate_bomb("1.2.826.0.1.3680043.10.54321.92"));
+    assert!(bomb.len() < 1 << 20, "bomb is {} bytes", bomb.len());
+    let mut calls = Vec::new();
+    for _ in 0..4 {
+        let mut c = TriageClient::new(ch.clone());
+        let dicom = bomb.to_vec();
+        calls.push(tokio::spawn(async move {
+            c.analyze(pb::AnalyzeRequest {
+                dicom,
+                options: None,
+            })
+            .await
+        }));
+    }
+    for call in calls {
+        let err = call
+            .await
+            .unwrap()
+            .expect_err("a deflate bomb is not analysed");
+        assert_clear(&err, tonic::Code::InvalidArgument);
+        assert!(err.message().contains("over the limit"), "{err}");
+    }
+    let after_grpc_bombs = peak_mib(metrics).await;
+    eprintln!("attacks: after 4 gRPC deflate bombs {after_grpc_bombs:.0} MiB (from {base:.0})");
+    assert!(
+        after_grpc_bombs - base < 450.0,
+        "4 deflate bombs over gRPC raised the peak by {:.0} MiB",
+        after_grpc_bombs - base
+    );
+
+    // Finding 2, STOW-RS: six posts of the bomb at once. Before: +5.8 GB,
+    // all 200. Now every part fails (409) and the peak stays bounded.
+    let base = fresh_peak_mib(pid, metrics).await;
+    let stow = std::net::SocketAddr::from(([127, 0, 0, 1], stow_port));
+    let body = Arc::new(multipart("XyZ", &bomb));
+    let posts: Vec<_> = (0..6)
+        .map(|_| {
+            let body = Arc::clone(&body);
+            std::thread::spawn(move || http(stow, "POST", "/studies", STOW_TYPE, &body, None))
+        })
+        .collect();
+    for post in posts {
+        let (status, reply) = post.join().unwrap().expect("STOW-RS answers");
+        assert_eq!(status, 409, "{}", String::from_utf8_lossy(&reply));
+    }
+    let after_stow_bombs = peak_mib(metrics).await;
+    eprintln!("attacks: after 6 STOW-RS deflate bombs {after_stow_bombs:.0} MiB (from {base:.0})");
+    assert!(
+        after_stow_bombs - base < 450.0,
+        "6 STOW-RS deflate bombs raised the peak by {:.0} MiB",
+        after_stow_bombs - base
+    );
+
+    // Finding 2, STOW-RS part size: three 300 MiB parts at once. Before,
+    // a 300 MiB part was accepted and each body was held twice. Now a part
+    // over the C-STORE limit (256 MiB) fails alone, each body is held once,
+    // and all bodies together may hold at most one largest body's worth
+    // (512 MiB): the others wait their turn.
+    let big = Arc::new(multipart("XyZ", &vec![0x55u8; 300 << 20]));
+    let base = fresh_peak_mib(pid, metrics).await;
+    let posts: Vec<_> = (0..3)
+        .map(|_| {
+            let big = Arc::clone(&big);
+            std::thread::spawn(move || http(stow, "POST", "/studies", STOW_TYPE, &big, None))
+        })
+        .collect();
+    for post in posts {
+        let (status, reply) = post.join().unwrap().expect("STOW-RS answers");
+        assert_eq!(status, 409, "{}", String::from_utf8_lossy(&reply));
+        let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+        // Failure Reason A700, out of resources.
+        assert_eq!(
+            reply["00081198"]["Value"][0]["00081197"]["Value"][0], 0xA700,
+            "{reply}"
+        );
+    }
+    drop(big);
+    let after_big_parts = peak_mib(metrics).await;
+    eprintln!("attacks: after 3 x 300 MiB STOW-RS parts {after_big_parts:.0} MiB (from {base:.0})");
+    assert!(
+        after_big_parts - base < 700.0,
+        "three 300 MiB STOW-RS parts raised the peak by {:.0} MiB",
+        after_big_parts - base
+    );
+
+    // Finding 10: a 250 MiB C-STORE. Before: +751 MiB while it arrived.
+    // Now its data goes to the spool file as it arrives; the one copy in
+    // memory is the worker's read of the spooled file, and the film (over
+    // the pixel limit) is refused from its header before its pixels are
+    // parsed: it is filed NOT_ANALYZED for a human.
+    let huge = data.path().join("huge.dcm");
+    let size = huge_film(&huge, "1.2.826.0.1.3680043.10.54321.93");
+    assert!(size > 250 << 20);
+    let before_store = fresh_peak_mib(pid, metrics).await;
+    let port = dicom_port.to_string();
+    let huge_path = huge.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        dcmtk(
+            "storescu",
+            &[
+                "-aet",
+                "STORESCU",
+                "-aec",
+                "CXR_TRIAGE",
+                "-xe",
+                "-to",
+                "60",
+                "127.0.0.1",
+                &port,
+                huge_path.to_str().unwrap(),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(stored.status.success(), "storescu: {}", text(&stored));
+    let mut filed = None;
+    for _ in 0..600 {
+        let r = client
+            .get_study(pb::GetStudyRequest {
+                study_instance_uid: "1.2.826.0.1.3680043.10.54321.91".into(),
+            })
+            .await;
+        if let Ok(r) = r {
+            filed = Some(r.into_inner());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let filed = filed.expect("the 250 MiB film is on the worklist");
+    assert_eq!(
+        filed.priority.unwrap().priority,
+        pb::Priority::NotAnalyzed as i32
+    );
+    let after_store = peak_mib(metrics).await;
+    eprintln!("attacks: after a 250 MiB C-STORE {after_store:.0} MiB (from {before_store:.0})");
+    assert!(
+        after_store - before_store < 350.0,
+        "a 250 MiB C-STORE raised the peak by {:.0} MiB",
+        after_store - before_store
+    );
+
+    // Finding 7: megabyte messages to methods that carry no file. Before:
+    // 32 GetStudy with a 60 MiB UID cost +658 MiB and echoed the UID. Now
+    // they are refused after 64 KiB, without an echo.
+    let uid = "1.".repeat(30 << 20);
+    let before_messages = fresh_peak_mib(pid, metrics).await;
+    let mut calls = Vec::new();
+    for _ in 0..8 {
+        let mut c = TriageClient::new(ch.clone()).max_encoding_message_size(128 << 20);
+        let uid = uid.clone();
+        calls.push(tokio::spawn(async move {
+            c.get_study(pb::GetStudyRequest {
+                study_instance_uid: uid,
+            })
+            .await
+        }));
+    }
+    for call in calls {
+        let err = call.await.unwrap().unwrap_err();
+        assert_clear(&err, tonic::Code::ResourceExhausted);
+        assert!(!err.message().contains("1.1.1.1"), "{err}");
+    }
+    drop(uid);
+    // Finding 5: a 20 MiB `by` is refused, and the worklist still lists.
+    let mut big_client = TriageClient::new(ch.clone()).max_encoding_message_size(64 << 20);
+    let err = big_client
+        .update_status(pb::UpdateStatusRequest {
+            study_instance_uid: case.meta.study.study_uid.clone(),
+            status: pb::StudyStatus::Read as i32,
+            by: "x".repeat(20 << 20),
+        })
+        .await
+        .unwrap_err();
+    assert_clear(&err, tonic::Code::ResourceExhausted);
+    let list = client
+        .list_worklist(pb::ListWorklistRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(list.total >= 2);
+    // GetHeatmap at an absurd size is clamped (4096 px at most).
+    let mut calls = Vec::new();
+    for _ in 0..16 {
+        let mut c = TriageClient::new(ch.clone());
+        let sop = case.meta.study.sop_instance_uid.clone();
+        calls.push(tokio::spawn(async move {
+            c.get_heatmap(pb::GetHeatmapRequest {
+                sop_instance_uid: sop,
+                finding: pb::FindingKind::Tuberculosis as i32,
+                max_side: 100_000,
+                ..Default::default()
+            })
+            .await
+        }));
+    }
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(r) => assert!(r.into_inner().png.len() < 64 << 20),
+            Err(e) => assert_clear(&e, tonic::Code::ResourceExhausted),
+        }
+    }
+    let after_messages = peak_mib(metrics).await;
+    eprintln!(
+        "attacks: after the message attacks {after_messages:.0} MiB (from {before_messages:.0})"
+    );
+    assert!(
+        after_messages - before_messages < 300.0,
+        "the message attacks raised the peak by {:.0} MiB",
+        after_messages - before_messages
+    );
+
+    // And the service still does its job.
+    let (next, _) = film(2, false);
+    let r = client
+        .analyze(pb::AnalyzeRequest {
+            dicom: next,
+            options: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.identity.is_some());
+    let log = server.terminate();
+    assert!(!log.contains("panicked"), "{log}");
+}
