@@ -448,3 +448,244 @@ async fn memory_attacks_on_the_real_binary_are_refused_within_bounds() {
     let log = server.terminate();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// A STOW-RS POST with a bearer token: the status.
+fn stow_with_token(at: std::net::SocketAddr, token: &str, body: &[u8]) -> u16 {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(at).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!(
+        "POST /studies HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Authorization: Bearer {token}\r\nContent-Type: {STOW_TYPE}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn echo(port: u16) -> bool {
+    dcmtk(
+        "echoscu",
+        &[
+            "-aet",
+            "STORESCU",
+            "-aec",
+            "CXR_TRIAGE",
+            "-to",
+            "5",
+            "127.0.0.1",
+            &port.to_string(),
+        ],
+    )
+    .status
+    .success()
+}
+
+/// The other findings against the real binary with authentication on:
+/// anonymous, forged and expired callers are refused and roles are
+/// enforced (1); `by` comes from the identity; a film that raises a read
+/// study reopens it (3); identifiers that are not UIDs and out-of-range
+/// sequence numbers are refused without an echo (13); idle TCP
+/// connections cannot hold STOW-RS (4) or the DICOM listener (10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn access_and_slot_attacks_on_the_real_binary_get_clear_answers() {
+    use crate::auth::{key_pair, now, token, with_token, ISSUER};
+    let keys = tempfile::tempdir().unwrap();
+    let (provider, public) = key_pair(keys.path(), "provider");
+    let (attacker, _) = key_pair(keys.path(), "attacker");
+    let data = tempfile::tempdir().unwrap();
+    let (dicom_port, stow_port) = (free_port(), free_port());
+    let config = data.path().join("cxr.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\nenabled = true\n\
+             [auth.tokens]\nissuer = \"{ISSUER}\"\naudience = \"cxr-triage\"\n\
+             public_keys = [\"{}\"]\n\
+             [auth.tokens.role_map]\nradiologist = \"reader\"\nmodality = \"uploader\"\n\
+             [dicom]\nenabled = true\nae_title = \"CXR_TRIAGE\"\n\
+             listen = \"127.0.0.1:{dicom_port}\"\nstow_listen = \"127.0.0.1:{stow_port}\"\n\
+             allowed_calling_aes = [\"STORESCU\"]\nsetup_timeout_s = 2\n\
+             max_associations_per_peer = 2\n",
+            public.display()
+        ),
+    )
+    .unwrap();
+    let server = Server::start(
+        &data.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+        &[],
+    );
+    let ch = plain_channel(server.addr).await;
+    wait_serving(ch.clone()).await;
+    let mut client = TriageClient::new(ch.clone());
+    let hour = now() + 3600;
+    let reader = token(&provider, ISSUER, "dr.lan", &["radiologist"], hour);
+    let uploader = token(&provider, ISSUER, "modality-1", &["modality"], hour);
+    let forged = token(&attacker, ISSUER, "dr.lan", &["admin"], hour);
+    let expired = token(&provider, ISSUER, "dr.lan", &["radiologist"], now() - 3600);
+
+    // Finding 1: who may do what.
+    for (who, t) in [
+        ("anonymous", None),
+        ("forged", Some(forged.as_str())),
+        ("expired", Some(expired.as_str())),
+    ] {
+        let err = client
+            .list_worklist(with_token(pb::ListWorklistRequest::default(), t))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated, "{who}: {err}");
+    }
+    let (routine, _) = film(11, false);
+    let err = client
+        .analyze(with_token(
+            pb::AnalyzeRequest {
+                dicom: routine.clone(),
+                options: None,
+            },
+            Some(&reader),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    let first = client
+        .analyze(with_token(
+            pb::AnalyzeRequest {
+                dicom: routine.clone(),
+                options: None,
+            },
+            Some(&uploader),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let study = first.identity.unwrap().study_instance_uid;
+    client
+        .update_status(with_token(
+            pb::UpdateStatusRequest {
+                study_instance_uid: study.clone(),
+                status: pb::StudyStatus::Read as i32,
+                by: "someone else".into(),
+            },
+            Some(&reader),
+        ))
+        .await
+        .unwrap();
+    let read = client
+        .get_study(with_token(
+            pb::GetStudyRequest {
+                study_instance_uid: study.clone(),
+            },
+            Some(&reader),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        read.status_by, "dr.lan",
+        "`by` is the caller, not the request"
+    );
+
+    // Finding 3: a positive film in the read study reopens it.
+    let (positive, _) = film(12, true);
+    let late = crate::hardening::with_uids(&positive, &study, "1.2.826.0.1.3680043.10.54321.94");
+    let r = client
+        .analyze(with_token(
+            pb::AnalyzeRequest {
+                dicom: late,
+                options: None,
+            },
+            Some(&uploader),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.study_priority.unwrap().priority >= pb::Priority::Urgent as i32);
+    let reopened = client
+        .get_study(with_token(
+            pb::GetStudyRequest {
+                study_instance_uid: study.clone(),
+            },
+            Some(&reader),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reopened.status, pb::StudyStatus::New as i32);
+    assert!(reopened
+        .reopened_reason
+        .contains("after the study was read"));
+
+    // Finding 13: not a UID, and a sequence number past 2^63.
+    let bad = crate::hardening::with_uids(&routine, &study, "1.2.../../etc/passwd");
+    let err = client
+        .analyze(with_token(
+            pb::AnalyzeRequest {
+                dicom: bad,
+                options: None,
+            },
+            Some(&uploader),
+        ))
+        .await
+        .unwrap_err();
+    assert_clear(&err, tonic::Code::InvalidArgument);
+    assert!(!err.message().contains("passwd"), "{err}");
+    let err = client
+        .watch_worklist(with_token(
+            pb::WatchWorklistRequest {
+                after_sequence: u64::MAX,
+            },
+            Some(&reader),
+        ))
+        .await
+        .unwrap_err();
+    assert_clear(&err, tonic::Code::InvalidArgument);
+
+    // Finding 4: idle connections to STOW-RS are closed after the header
+    // timeout; an upload gets through.
+    let stow = std::net::SocketAddr::from(([127, 0, 0, 1], stow_port));
+    let idle: Vec<_> = (0..20)
+        .map(|_| std::net::TcpStream::connect(stow).unwrap())
+        .collect();
+    let (next, _) = film(13, false);
+    let body = multipart("XyZ", &next);
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || stow_with_token(stow, &uploader, &body))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    drop(idle);
+
+    // Finding 10: idle connections hold a peer's share of the DICOM
+    // listener only until the set-up deadline.
+    let idle: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", dicom_port)).unwrap())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !tokio::task::spawn_blocking(move || echo(dicom_port))
+            .await
+            .unwrap(),
+        "a third association from the same address is refused"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        tokio::task::spawn_blocking(move || echo(dicom_port))
+            .await
+            .unwrap(),
+        "the idle connections were closed at the set-up deadline"
+    );
+    drop(idle);
+    let log = server.terminate();
+    assert!(!log.contains("passwd"), "the refused UID reached the log");
+}

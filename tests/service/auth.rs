@@ -16,10 +16,10 @@ use tonic::transport::Channel;
 
 use crate::service_grpc::{channel, config, start, synth};
 
-const ISSUER: &str = "https://keycloak.test/realms/radiology";
+pub(crate) const ISSUER: &str = "https://keycloak.test/realms/radiology";
 
 /// An EC P-256 key pair made by openssl: (private PKCS#8 PEM, public PEM path).
-fn key_pair(dir: &Path, name: &str) -> (Vec<u8>, std::path::PathBuf) {
+pub(crate) fn key_pair(dir: &Path, name: &str) -> (Vec<u8>, std::path::PathBuf) {
     let private = dir.join(format!("{name}.key"));
     let public = dir.join(format!("{name}.pub"));
     let ok = Command::new("openssl")
@@ -48,7 +48,7 @@ fn key_pair(dir: &Path, name: &str) -> (Vec<u8>, std::path::PathBuf) {
     (std::fs::read(private).unwrap(), public)
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -56,7 +56,7 @@ fn now() -> u64 {
 }
 
 /// A token as Keycloak shapes it: realm roles under `realm_access.roles`.
-fn token(key: &[u8], issuer: &str, user: &str, roles: &[&str], exp: u64) -> String {
+pub(crate) fn token(key: &[u8], issuer: &str, user: &str, roles: &[&str], exp: u64) -> String {
     let claims = serde_json::json!({
         "iss": issuer,
         "aud": "cxr-triage",
@@ -74,7 +74,7 @@ fn token(key: &[u8], issuer: &str, user: &str, roles: &[&str], exp: u64) -> Stri
     .unwrap()
 }
 
-fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+pub(crate) fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Some(t) = token {
         request
