@@ -327,6 +327,8 @@ def main() -> int:
     ap.add_argument("--json-out", type=Path)
     args = ap.parse_args()
 
+    if min(args.repeat, args.count, args.rg1_count) < 1:
+        ap.error("--repeat, --count and --rg1-count must be at least 1")
     sides = [s for s, skip in (("python", args.ours_only), ("ours", args.python_only)) if not skip]
     wanted = [s.strip() for s in args.sets.split(",") if s.strip()]
     unknown = set(wanted) - {"synthetic", "rg1"}

@@ -321,16 +321,36 @@ pub(crate) fn native_frame_from_bytes(
             frames: module.frames,
         });
     }
-    let raw = from_le_bytes(
-        &value[..frame_samples * bytes_per_sample],
-        module.bits_allocated,
-    );
+    // Exact-size iterators collect without zero-filling first, in one
+    // pass that vectorises.
+    let bytes = &value[..frame_samples * bytes_per_sample];
+    let values = if module.bits_allocated == 8 {
+        normalise(bytes.iter().map(|&b| u16::from(b)).collect(), module)
+    } else if module.high_bit + 1 == module.bits_stored && !module.signed {
+        // The common case (unsigned, low bits): conversion and masking at once.
+        let mask = if module.bits_stored >= 16 {
+            u16::MAX
+        } else {
+            (1u16 << module.bits_stored) - 1
+        };
+        let (pairs, _) = bytes.as_chunks::<2>();
+        pairs
+            .iter()
+            .map(|&pair| u16::from_le_bytes(pair) & mask)
+            .collect()
+    } else {
+        let (pairs, _) = bytes.as_chunks::<2>();
+        normalise(
+            pairs.iter().map(|&pair| u16::from_le_bytes(pair)).collect(),
+            module,
+        )
+    };
     Ok(StoredFrame {
         rows: module.rows,
         columns: module.columns,
         signed: module.signed,
         bits_stored: module.bits_stored,
-        values: normalise(raw, module),
+        values,
         decoder: Decoder::Native,
     })
 }

@@ -146,18 +146,30 @@ pub(crate) fn present(
         let y = if inverted { 1.0 - y } else { y };
         *out = (y * 65535.0).round() as u16;
     }
-    let mut padding_pixels = 0u64;
+    // The table indexed by the stored 16-bit pattern itself (sign and
+    // clamping folded in), so the per-pixel pass is one lookup that needs
+    // no bounds check.
+    let by_raw: Box<[u16; 1 << 16]> = {
+        let mut t = Box::new([0u16; 1 << 16]);
+        for (raw, out) in t.iter_mut().enumerate() {
+            *out = table[domain.slot_of_raw(raw as u16)];
+        }
+        t
+    };
     let pixels = frame
         .values
         .iter()
-        .map(|raw| {
-            let slot = domain.slot_of_raw(*raw);
-            if attrs.padding.is_some() && padded(domain.value_at(slot)) {
-                padding_pixels += 1;
-            }
-            table[slot]
-        })
+        .map(|&raw| by_raw[usize::from(raw)])
         .collect();
+    let padding_pixels = if attrs.padding.is_some() {
+        frame
+            .values
+            .iter()
+            .filter(|&&raw| padded(domain.value_at(domain.slot_of_raw(raw))))
+            .count() as u64
+    } else {
+        0
+    };
     let image = GreyImage {
         width: frame.columns,
         height: frame.rows,

@@ -155,16 +155,13 @@ impl Batcher {
                         .skipped
                         .fetch_add((before - batch.len()) as u64, Ordering::Relaxed);
                     if !batch.is_empty() {
-                        let ok = run_batch(
+                        run_batch(
                             backend.as_mut(),
                             batch,
                             &occlusion,
                             max_batch,
-                            &thread_stats,
+                            (&thread_stats, &thread_healthy),
                         );
-                        if !ok {
-                            thread_healthy.store(false, Ordering::Relaxed);
-                        }
                     }
                 }
             })
@@ -235,22 +232,23 @@ impl Drop for Batcher {
     }
 }
 
-/// Runs one batch and answers its callers; false when the backend panicked.
+/// Runs one batch and answers its callers; a panicking backend is marked
+/// unhealthy before they are answered.
 fn run_batch(
     backend: &mut dyn Backend,
     batch: Vec<Job>,
     occlusion: &OcclusionSettings,
     max_batch: usize,
-    stats: &BatchStats,
-) -> bool {
+    (stats, healthy): (&BatchStats, &AtomicBool),
+) {
     let started = Instant::now();
     let inputs: Vec<&[f32]> = batch.iter().map(|j| j.input.as_slice()).collect();
-    let mut panicked = false;
     let result = match std::panic::catch_unwind(AssertUnwindSafe(|| backend.predict(&inputs))) {
         Ok(result) => result,
         Err(_) => {
-            panicked = true;
             stats.panics.fetch_add(1, Ordering::Relaxed);
+            // Unhealthy before any caller hears of the failure.
+            healthy.store(false, Ordering::Relaxed);
             Err(EngineError::Inference("the model backend panicked".into()))
         }
     };
@@ -272,8 +270,8 @@ fn run_batch(
                         occlusion::maps(backend, &job.input, &output.scores, occlusion, max_batch)
                     }))
                     .unwrap_or_else(|_| {
-                        panicked = true;
                         stats.panics.fetch_add(1, Ordering::Relaxed);
+                        healthy.store(false, Ordering::Relaxed);
                         Err(EngineError::Inference("the model backend panicked".into()))
                     });
                     inference += t.elapsed();
@@ -313,7 +311,6 @@ fn run_batch(
             }
         }
     }
-    !panicked
 }
 
 #[cfg(test)]

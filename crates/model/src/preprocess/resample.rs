@@ -17,40 +17,44 @@ pub fn resample(image: &GreyImage, geometry: &Geometry, interpolation: Interpola
     let (w, h) = (image.width as usize, image.height as usize);
     let xs = axis_taps(mw, w, geometry.scale_x, geometry.offset_x, interpolation);
     let ys = axis_taps(mh, h, geometry.scale_y, geometry.offset_y, interpolation);
+    let mut out = vec![0.0f32; mw * mh];
 
-    // Horizontal pass over the source rows the vertical pass will read.
-    let row_lo = ys.iter().filter(|t| !t.1.is_empty()).map(|t| t.0).min();
-    let row_hi = ys
+    // The source columns the horizontal taps read.
+    let col_lo = xs.iter().filter(|t| !t.1.is_empty()).map(|t| t.0).min();
+    let col_hi = xs
         .iter()
         .filter(|t| !t.1.is_empty())
         .map(|t| t.0 + t.1.len())
         .max();
-    let mut out = vec![0.0f32; mw * mh];
-    let (Some(row_lo), Some(row_hi)) = (row_lo, row_hi) else {
+    let (Some(col_lo), Some(col_hi)) = (col_lo, col_hi) else {
         return out;
     };
-    let mut rows = vec![0.0f32; (row_hi - row_lo) * mw];
-    for (r, dst) in (row_lo..row_hi).zip(rows.chunks_exact_mut(mw)) {
-        let src = &image.pixels[r * w..(r + 1) * w];
-        for (d, (first, weights)) in dst.iter_mut().zip(&xs) {
-            *d = weights
-                .iter()
-                .zip(&src[*first..])
-                .map(|(wt, &p)| wt * f32::from(p))
-                .sum();
-        }
-    }
-    // Vertical pass.
+    // Vertical pass first, one output row at a time: a weighted sum of
+    // whole source rows (contiguous, so it vectorises) over the columns
+    // used; then the horizontal taps over that one row. The sums are the
+    // same as horizontal-then-vertical, in another order (f32 rounding
+    // differs by well under 1e-6 of the output range; tested).
     let unit = 1.0 / 65535.0;
+    let mut column_sums = vec![0.0f32; col_hi - col_lo];
     for (dst, (first, weights)) in out.chunks_exact_mut(mw).zip(&ys) {
-        for (k, wt) in weights.iter().enumerate() {
-            let src = &rows[(first + k - row_lo) * mw..(first + k - row_lo + 1) * mw];
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d += wt * s;
+        if weights.is_empty() {
+            continue;
+        }
+        column_sums.fill(0.0);
+        for (k, &wt) in weights.iter().enumerate() {
+            let r = first + k;
+            let src = &image.pixels[r * w + col_lo..r * w + col_hi];
+            for (acc, &p) in column_sums.iter_mut().zip(src) {
+                *acc += wt * f32::from(p);
             }
         }
-        for d in dst.iter_mut() {
-            *d = (*d * unit).clamp(0.0, 1.0);
+        for (d, (first, weights)) in dst.iter_mut().zip(&xs) {
+            let v: f32 = weights
+                .iter()
+                .zip(&column_sums[first.saturating_sub(col_lo)..])
+                .map(|(wt, &s)| wt * s)
+                .sum();
+            *d = (v * unit).clamp(0.0, 1.0);
         }
     }
     out
@@ -127,6 +131,112 @@ mod tests {
             height: h,
             pixels,
         }
+    }
+
+    /// The resampler as it was (horizontal pass, then vertical): the
+    /// model contract the faster one must reproduce within 1e-6.
+    fn resample_reference(
+        image: &GreyImage,
+        geometry: &Geometry,
+        interpolation: Interpolation,
+    ) -> Vec<f32> {
+        let (mw, mh) = (
+            geometry.model_width as usize,
+            geometry.model_height as usize,
+        );
+        let (w, h) = (image.width as usize, image.height as usize);
+        let xs = axis_taps(mw, w, geometry.scale_x, geometry.offset_x, interpolation);
+        let ys = axis_taps(mh, h, geometry.scale_y, geometry.offset_y, interpolation);
+        let row_lo = ys.iter().filter(|t| !t.1.is_empty()).map(|t| t.0).min();
+        let row_hi = ys
+            .iter()
+            .filter(|t| !t.1.is_empty())
+            .map(|t| t.0 + t.1.len())
+            .max();
+        let mut out = vec![0.0f32; mw * mh];
+        let (Some(row_lo), Some(row_hi)) = (row_lo, row_hi) else {
+            return out;
+        };
+        let mut rows = vec![0.0f32; (row_hi - row_lo) * mw];
+        for (r, dst) in (row_lo..row_hi).zip(rows.chunks_exact_mut(mw)) {
+            let src = &image.pixels[r * w..(r + 1) * w];
+            for (d, (first, weights)) in dst.iter_mut().zip(&xs) {
+                *d = weights
+                    .iter()
+                    .zip(&src[*first..])
+                    .map(|(wt, &p)| wt * f32::from(p))
+                    .sum();
+            }
+        }
+        let unit = 1.0 / 65535.0;
+        for (dst, (first, weights)) in out.chunks_exact_mut(mw).zip(&ys) {
+            for (k, wt) in weights.iter().enumerate() {
+                let src = &rows[(first + k - row_lo) * mw..(first + k - row_lo + 1) * mw];
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d += wt * s;
+                }
+            }
+            for d in dst.iter_mut() {
+                *d = (*d * unit).clamp(0.0, 1.0);
+            }
+        }
+        out
+    }
+
+    /// Noise with structure: what a film's values look like to the sums.
+    fn film_like(w: u32, h: u32, seed: u64) -> GreyImage {
+        image(w, h, |x, y| {
+            // A hash of the position: reproducible noise.
+            let mut z = (u64::from(x) << 32 | u64::from(y)) ^ seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            let base = ((f64::from(x) / f64::from(w) * 3.0).sin()
+                * (f64::from(y) / f64::from(h) * 2.0).cos()
+                * 20000.0
+                + 30000.0) as i64;
+            (base + (z % 8000) as i64 - 4000).clamp(0, 65535) as u16
+        })
+    }
+
+    #[test]
+    fn the_fast_resampler_reproduces_the_reference_within_1e_6() {
+        let modes = [
+            ResizeMode::Letterbox,
+            ResizeMode::Stretch,
+            ResizeMode::CenterCrop,
+        ];
+        let interpolations = [
+            Interpolation::Area,
+            Interpolation::Bilinear,
+            Interpolation::Nearest,
+        ];
+        let mut worst = 0.0f32;
+        for (i, (w, h)) in [
+            (2560, 2440),
+            (1841, 1955),
+            (3000, 2900),
+            (300, 200),
+            (97, 301),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let img = film_like(w, h, 7 + i as u64);
+            for (ow, oh) in [(256, 256), (224, 224), (512, 384)] {
+                for mode in modes {
+                    let g = Geometry::fit(w, h, ow, oh, mode);
+                    for interpolation in interpolations {
+                        let fast = resample(&img, &g, interpolation);
+                        let reference = resample_reference(&img, &g, interpolation);
+                        for (a, b) in fast.iter().zip(&reference) {
+                            worst = worst.max((a - b).abs());
+                        }
+                    }
+                }
+            }
+        }
+        assert!(worst <= 1e-6, "largest difference {worst}");
     }
 
     #[test]
