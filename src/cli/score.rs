@@ -44,7 +44,7 @@ pub struct ScoreArgs {
     /// Execution provider (overrides the configuration).
     #[arg(long)]
     pub provider: Option<ProviderChoice>,
-    /// Decode/preprocess workers (default: one per core, at least 2).
+    /// Decode/preprocess workers (default: one more than the cores).
     #[arg(long)]
     pub workers: Option<usize>,
     /// Write a heatmap overlay PNG per analysed image and finding here

@@ -1,7 +1,7 @@
 //! `cxr-triage score`: rescoring a screening campaign.
 //!
 //! Folders are walked (sorted, so runs are repeatable), files are read by a
-//! pool of workers (one per core by default) that decode and preprocess in
+//! pool of workers (one more than the cores by default) that decode and preprocess in
 //! parallel and hand images to the engine's batching thread; results go
 //! through a bounded channel to one writer that appends and flushes a row
 //! per image. Memory is one image per worker plus the channel, whatever the
@@ -51,7 +51,7 @@ pub struct ScoreOptions {
     pub engine: EngineConfig,
     /// Which operating points make CRITICAL and URGENT.
     pub priority: PriorityPolicy,
-    /// Decode/preprocess workers (default: one per core, at least 2).
+    /// Decode/preprocess workers (default: one more than the cores).
     pub workers: Option<usize>,
     /// Write a heatmap overlay PNG per analysed image and finding here
     /// (`SOP_FINDING.png`).
@@ -210,7 +210,10 @@ pub fn score(args: &ScoreOptions) -> anyhow::Result<ScoreSummary> {
     // pipeline (previews, heatmaps and all) into its store.
     let workers = args
         .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        // One more than the cores: while one worker waits for its batch's
+        // inference, the others keep every core decoding (measured: 2
+        // workers on 2 cores kept 1.5 busy, 3 kept 1.75).
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) + 1)
         .max(1);
     let db = match &args.db {
         Some(path) => {
@@ -377,6 +380,39 @@ fn walk(
     }
 }
 
+/// A file's bytes: memory-mapped (read from the page cache in place, no
+/// copy into the process), or read when it cannot be mapped.
+enum FileBytes {
+    Mapped(memmap2::Mmap),
+    Read(Vec<u8>),
+}
+
+impl FileBytes {
+    fn open(path: &Path) -> std::io::Result<FileBytes> {
+        let file = std::fs::File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            return Ok(FileBytes::Read(Vec::new()));
+        }
+        // SAFETY: a campaign's files are inputs nobody rewrites while they
+        // are scored; were one truncated meanwhile, the process could get
+        // SIGBUS, which is why the service itself reads its spool instead.
+        match unsafe { memmap2::Mmap::map(&file) } {
+            Ok(map) => Ok(FileBytes::Mapped(map)),
+            Err(_) => std::fs::read(path).map(FileBytes::Read),
+        }
+    }
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(m) => m,
+            FileBytes::Read(v) => v,
+        }
+    }
+}
+
 /// One file through the shared analysis path, into a row (and the
 /// worklist, when asked).
 fn score_one(
@@ -388,7 +424,7 @@ fn score_one(
     heatmaps: Option<&Path>,
 ) -> Message {
     let name = path.display().to_string();
-    let bytes = match std::fs::read(path) {
+    let bytes = match FileBytes::open(path) {
         Ok(b) => b,
         Err(e) => return Message::Failed(name, e.to_string()),
     };
