@@ -1153,7 +1153,7 @@ fn decode_scan(
                 return Err(r.truncated());
             }
             mcus_done += 1;
-            if ri > 0 && mcus_done % ri == 0 && mcus_done < total {
+            if ri > 0 && mcus_done.is_multiple_of(ri) && mcus_done < total {
                 r.restart(next_rst)?;
                 next_rst = (next_rst + 1) & 7;
                 for sc in comps.iter_mut() {

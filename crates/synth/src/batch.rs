@@ -95,7 +95,7 @@ pub fn generate_batch(
             let file = file_name(index);
             write_dicom(&case, spec.syntax, &out.join(&file))?;
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-            if n % step == 0 {
+            if n.is_multiple_of(step) {
                 tracing::info!("synth: {n}/{count} images written");
             }
             Ok(TruthRecord::new(&case, file, spec.syntax.uid()))

@@ -147,7 +147,7 @@ fn technique<R: Rng>(rng: &mut R, view: View) -> Acquisition {
 
 /// (year, month, day) of `day` days after 1 January of `year`.
 fn civil_date(mut year: u32, mut day: u32) -> (u32, u32, u32) {
-    let leap = |y: u32| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let leap = |y: u32| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
     loop {
         let len = if leap(year) { 366 } else { 365 };
         if day < len {
