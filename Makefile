@@ -61,8 +61,10 @@ bench: setup-test fixtures
 bench-baseline: setup-test fixtures build
 	$(PYTHON) benches/baseline/compare.py
 
-## bench-pipeline: the whole scoring pipeline, ours vs pydicom + numpy +
-## onnxruntime, same model, same files, one thread each, with the ratio.
+## bench-pipeline: `score` vs the Python pipeline a site would write
+## (process pool on all cores, pydicom, numpy, OpenCV, onnxruntime, batches
+## of 8), same model, same files, on full-size synthetic films and the RG1
+## mix, with both ratios.
 bench-pipeline: setup-test fixtures build
 	$(PYTHON) benches/baseline/pipeline_compare.py
 
