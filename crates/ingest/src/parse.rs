@@ -51,12 +51,7 @@ pub(crate) fn parse_identity(
 /// Data, and the Pixel Data value borrowed from `bytes` (no copy). `None`
 /// when the object is not one (the caller then uses [`parse`]).
 pub(crate) fn parse_native(bytes: &[u8]) -> Result<Option<(ParsedObject, &[u8])>, IngestError> {
-    let from_magic = strip_preamble(bytes)?;
-    let meta = &from_magic[MAGIC.len()..];
-    check_lengths(meta, Encoding::EXPLICIT_LE, Some(meta_group_end(meta)))
-        .map_err(|e| e.into_ingest("file meta group"))?;
-    let mut reader = from_magic;
-    let file_meta = FileMetaTable::from_reader(&mut reader).map_err(|e| meta_error(&e))?;
+    let (file_meta, reader) = read_meta(bytes)?;
     let ts_uid = file_meta.transfer_syntax().to_string();
     let explicit_vr = match ts_uid.as_str() {
         uids::EXPLICIT_VR_LITTLE_ENDIAN => true,
@@ -94,6 +89,19 @@ pub(crate) fn parse_native(bytes: &[u8]) -> Result<Option<(ParsedObject, &[u8])>
     Ok(Some((parsed, &reader[start..start + len])))
 }
 
+/// The file meta group, checked and read; and the data set's bytes after it.
+fn read_meta(bytes: &[u8]) -> Result<(FileMetaTable, &[u8]), IngestError> {
+    let from_magic = strip_preamble(bytes)?;
+    let meta = &from_magic[MAGIC.len()..];
+    // dicom-object reads meta elements, whatever their tags, until it has
+    // consumed File Meta Information Group Length bytes after that element.
+    check_lengths(meta, Encoding::EXPLICIT_LE, Some(meta_group_end(meta)))
+        .map_err(|e| e.into_ingest("file meta group"))?;
+    let mut reader = from_magic;
+    let table = FileMetaTable::from_reader(&mut reader).map_err(|e| meta_error(&e))?;
+    Ok((table, reader))
+}
+
 /// Parses, stopping before the top-level Pixel Data when `before_pixels`;
 /// returns where that element starts in the data set (when present).
 fn parse_until(
@@ -101,15 +109,7 @@ fn parse_until(
     max_inflated: u64,
     before_pixels: bool,
 ) -> Result<(ParsedObject, Option<usize>), IngestError> {
-    let from_magic = strip_preamble(bytes)?;
-    let meta = &from_magic[MAGIC.len()..];
-    // dicom-object reads meta elements, whatever their tags, until it has
-    // consumed File Meta Information Group Length bytes after that element.
-    check_lengths(meta, Encoding::EXPLICIT_LE, Some(meta_group_end(meta)))
-        .map_err(|e| e.into_ingest("file meta group"))?;
-
-    let mut reader = from_magic;
-    let meta = FileMetaTable::from_reader(&mut reader).map_err(|e| meta_error(&e))?;
+    let (meta, reader) = read_meta(bytes)?;
     let ts_uid = meta.transfer_syntax().to_string();
     let ts = TransferSyntaxRegistry.get(&ts_uid).ok_or_else(|| {
         IngestError::UnsupportedTransferSyntax {

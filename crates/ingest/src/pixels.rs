@@ -309,18 +309,7 @@ pub(crate) fn native_frame_from_bytes(
 ) -> Result<StoredFrame, IngestError> {
     let frame_samples = module.rows as usize * module.columns as usize;
     let bytes_per_sample = usize::from(module.bits_allocated / 8);
-    let expected = frame_samples as u64 * bytes_per_sample as u64 * u64::from(module.frames);
-    let actual = value.len() as u64;
-    if actual != expected && actual != expected + 1 {
-        return Err(IngestError::PixelDataLength {
-            expected,
-            actual,
-            rows: module.rows,
-            columns: module.columns,
-            bits_allocated: module.bits_allocated,
-            frames: module.frames,
-        });
-    }
+    check_native_length(value.len() as u64, module)?;
     // Exact-size iterators collect without zero-filling first, in one
     // pass that vectorises.
     let bytes = &value[..frame_samples * bytes_per_sample];
@@ -355,36 +344,40 @@ pub(crate) fn native_frame_from_bytes(
     })
 }
 
+/// Checks native Pixel Data of `actual` bytes against the module: all its
+/// frames, or one byte more (odd lengths are padded to even).
+fn check_native_length(actual: u64, module: &PixelModule) -> Result<(), IngestError> {
+    let frame_samples = u64::from(module.rows) * u64::from(module.columns);
+    let expected = frame_samples * u64::from(module.bits_allocated / 8) * u64::from(module.frames);
+    if actual == expected || actual == expected + 1 {
+        Ok(())
+    } else {
+        Err(IngestError::PixelDataLength {
+            expected,
+            actual,
+            rows: module.rows,
+            columns: module.columns,
+            bits_allocated: module.bits_allocated,
+            frames: module.frames,
+        })
+    }
+}
+
 /// The frame's values as allocated (not yet masked to Bits Stored).
 fn native_frame(value: &PrimitiveValue, module: &PixelModule) -> Result<Vec<u16>, IngestError> {
     let frame_samples = module.rows as usize * module.columns as usize;
     let bytes_per_sample = usize::from(module.bits_allocated / 8);
-    let expected = frame_samples as u64 * bytes_per_sample as u64 * u64::from(module.frames);
-    let length_error = |actual: u64| IngestError::PixelDataLength {
-        expected,
-        actual,
-        rows: module.rows,
-        columns: module.columns,
-        bits_allocated: module.bits_allocated,
-        frames: module.frames,
-    };
-    // Odd lengths are padded to even; one byte over is the padding, not a mismatch.
-    let fits = |actual: u64| actual == expected || actual == expected + 1;
     match value {
         // OW read by dicom-object is already in native order, whatever the
         // transfer syntax's byte order.
         PrimitiveValue::U16(words) if module.bits_allocated == 16 => {
             let actual = words.len() as u64 * 2;
-            if !fits(actual) {
-                return Err(length_error(actual));
-            }
+            check_native_length(actual, module)?;
             Ok(words[..frame_samples].to_vec())
         }
         PrimitiveValue::U16(words) => {
             let actual = words.len() as u64 * 2;
-            if !fits(actual) {
-                return Err(length_error(actual));
-            }
+            check_native_length(actual, module)?;
             Ok(words
                 .iter()
                 .flat_map(|w| w.to_le_bytes())
@@ -394,9 +387,7 @@ fn native_frame(value: &PrimitiveValue, module: &PixelModule) -> Result<Vec<u16>
         }
         PrimitiveValue::U8(bytes) => {
             let actual = bytes.len() as u64;
-            if !fits(actual) {
-                return Err(length_error(actual));
-            }
+            check_native_length(actual, module)?;
             Ok(from_le_bytes(
                 &bytes[..frame_samples * bytes_per_sample],
                 module.bits_allocated,
