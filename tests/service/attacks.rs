@@ -489,6 +489,36 @@ fn echo(port: u16) -> bool {
     .success()
 }
 
+type Client = TriageClient<tonic::transport::Channel>;
+
+/// Analyze as the holder of `token`.
+async fn analyze_as(
+    client: &mut Client,
+    dicom: Vec<u8>,
+    token: &str,
+) -> Result<pb::AnalyzeResponse, tonic::Status> {
+    let request = pb::AnalyzeRequest {
+        dicom,
+        options: None,
+    };
+    client
+        .analyze(crate::auth::with_token(request, Some(token)))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// GetStudy as the holder of `token`.
+async fn study_as(client: &mut Client, study: &str, token: &str) -> pb::Study {
+    let request = pb::GetStudyRequest {
+        study_instance_uid: study.to_string(),
+    };
+    client
+        .get_study(crate::auth::with_token(request, Some(token)))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// The other findings against the real binary with authentication on:
 /// anonymous, forged and expired callers are refused and roles are
 /// enforced (1); `by` comes from the identity; a film that raises a read
@@ -546,28 +576,13 @@ async fn access_and_slot_attacks_on_the_real_binary_get_clear_answers() {
         assert_eq!(err.code(), tonic::Code::Unauthenticated, "{who}: {err}");
     }
     let (routine, _) = film(11, false);
-    let err = client
-        .analyze(with_token(
-            pb::AnalyzeRequest {
-                dicom: routine.clone(),
-                options: None,
-            },
-            Some(&reader),
-        ))
+    let err = analyze_as(&mut client, routine.clone(), &reader)
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
-    let first = client
-        .analyze(with_token(
-            pb::AnalyzeRequest {
-                dicom: routine.clone(),
-                options: None,
-            },
-            Some(&uploader),
-        ))
+    let first = analyze_as(&mut client, routine.clone(), &uploader)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let study = first.identity.unwrap().study_instance_uid;
     client
         .update_status(with_token(
@@ -580,16 +595,7 @@ async fn access_and_slot_attacks_on_the_real_binary_get_clear_answers() {
         ))
         .await
         .unwrap();
-    let read = client
-        .get_study(with_token(
-            pb::GetStudyRequest {
-                study_instance_uid: study.clone(),
-            },
-            Some(&reader),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let read = study_as(&mut client, &study, &reader).await;
     assert_eq!(
         read.status_by, "dr.lan",
         "`by` is the caller, not the request"
@@ -598,28 +604,9 @@ async fn access_and_slot_attacks_on_the_real_binary_get_clear_answers() {
     // Finding 3: a positive film in the read study reopens it.
     let (positive, _) = film(12, true);
     let late = crate::hardening::with_uids(&positive, &study, "1.2.826.0.1.3680043.10.54321.94");
-    let r = client
-        .analyze(with_token(
-            pb::AnalyzeRequest {
-                dicom: late,
-                options: None,
-            },
-            Some(&uploader),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = analyze_as(&mut client, late, &uploader).await.unwrap();
     assert!(r.study_priority.unwrap().priority >= pb::Priority::Urgent as i32);
-    let reopened = client
-        .get_study(with_token(
-            pb::GetStudyRequest {
-                study_instance_uid: study.clone(),
-            },
-            Some(&reader),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let reopened = study_as(&mut client, &study, &reader).await;
     assert_eq!(reopened.status, pb::StudyStatus::New as i32);
     assert!(reopened
         .reopened_reason
@@ -627,16 +614,7 @@ async fn access_and_slot_attacks_on_the_real_binary_get_clear_answers() {
 
     // Finding 13: not a UID, and a sequence number past 2^63.
     let bad = crate::hardening::with_uids(&routine, &study, "1.2.../../etc/passwd");
-    let err = client
-        .analyze(with_token(
-            pb::AnalyzeRequest {
-                dicom: bad,
-                options: None,
-            },
-            Some(&uploader),
-        ))
-        .await
-        .unwrap_err();
+    let err = analyze_as(&mut client, bad, &uploader).await.unwrap_err();
     assert_clear(&err, tonic::Code::InvalidArgument);
     assert!(!err.message().contains("passwd"), "{err}");
     let err = client
@@ -688,4 +666,232 @@ async fn access_and_slot_attacks_on_the_real_binary_get_clear_answers() {
     drop(idle);
     let log = server.terminate();
     assert!(!log.contains("passwd"), "the refused UID reached the log");
+}
+
+/// `bytes` with its Pixel Data replaced by `pixels`, or removed.
+fn with_pixels(bytes: &[u8], pixels: Option<Vec<u8>>) -> Vec<u8> {
+    use dicom_dictionary_std::tags;
+    let mut obj = dicom_object::from_reader(std::io::Cursor::new(&bytes[128..])).unwrap();
+    match pixels {
+        Some(p) => {
+            obj.put(dicom_core::DataElement::new(
+                tags::PIXEL_DATA,
+                dicom_core::VR::OB,
+                dicom_core::PrimitiveValue::from(p),
+            ));
+        }
+        None => {
+            obj.remove_element(tags::PIXEL_DATA);
+        }
+    }
+    let mut out = Vec::new();
+    obj.write_all(&mut out).unwrap();
+    out
+}
+
+/// C-STORE of `file` from `calling_ae`: storescu's verbose output.
+fn store_as(calling_ae: &str, port: u16, file: &Path) -> String {
+    let o = dcmtk(
+        "storescu",
+        &[
+            "-aet",
+            calling_ae,
+            "-aec",
+            "CXR_TRIAGE",
+            "-xe",
+            "-v",
+            "-to",
+            "30",
+            "127.0.0.1",
+            &port.to_string(),
+            file.to_str().unwrap(),
+        ],
+    );
+    text(&o)
+}
+
+/// Polls GetStudy until the study is listed (or a minute has passed).
+async fn listed(client: &mut Client, study: &str) -> Option<pb::Study> {
+    for _ in 0..600 {
+        let request = pb::GetStudyRequest {
+            study_instance_uid: study.to_string(),
+        };
+        if let Ok(r) = client.get_study(request).await {
+            return Some(r.into_inner());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// The last findings against the real binary: a stalled upload holds the
+/// only analysis slot only until `upload_idle_s` (6); a STOW-RS client
+/// that hangs up right after sending still gets its film analysed, without
+/// a restart (11); an object without pixels is refused, a sender of
+/// unreadable objects is held off while another is not, and
+/// `cxr-triage purge` removes what retention says (12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn trickle_hang_up_flood_and_retention_on_the_real_binary() {
+    use tokio_stream::StreamExt as _;
+    let data = tempfile::tempdir().unwrap();
+    let (dicom_port, stow_port) = (free_port(), free_port());
+    let config = data.path().join("cxr.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[limits]\nmax_concurrent_analyses = 1\nupload_idle_s = 2\n\
+             [dicom]\nenabled = true\nae_title = \"CXR_TRIAGE\"\n\
+             listen = \"127.0.0.1:{dicom_port}\"\nstow_listen = \"127.0.0.1:{stow_port}\"\n\
+             allowed_calling_aes = [\"STORESCU\", \"TESTSCU\"]\n\
+             max_unreadable_per_source_per_hour = 2\n"
+        ),
+    )
+    .unwrap();
+    let data_dir = data.path().join("data");
+    let server = Server::start(&data_dir, &["--config", config.to_str().unwrap()], &[]);
+    let ch = plain_channel(server.addr).await;
+    wait_serving(ch.clone()).await;
+    let mut client = TriageClient::new(ch.clone());
+
+    // Finding 6: one chunk, then silence, on the only analysis slot.
+    let (good, _) = film(21, false);
+    let first = pb::AnalyzeChunk {
+        options: None,
+        data: good[..1000].to_vec(),
+    };
+    let stalled = tokio_stream::iter(vec![first]).chain(tokio_stream::pending());
+    let mut slow = TriageClient::new(ch.clone());
+    let stalled = tokio::spawn(async move { slow.analyze_stream(stalled).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let mut refused_while_held = 0;
+    let analysed = loop {
+        let request = pb::AnalyzeRequest {
+            dicom: good.clone(),
+            options: None,
+        };
+        match client.analyze(request).await {
+            Ok(r) => break r.into_inner(),
+            Err(e) if e.code() == tonic::Code::ResourceExhausted => {
+                refused_while_held += 1;
+                assert!(started.elapsed() < Duration::from_secs(30), "slot held");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(
+        refused_while_held > 0,
+        "the stalled upload held the slot at first"
+    );
+    assert!(analysed.analyzable);
+    assert!(stalled.await.unwrap().is_err(), "the stalled upload failed");
+
+    // Finding 11: the whole request sent, then the client hangs up
+    // without waiting for the answer; the film is analysed all the same.
+    let (hung_up, case) = film(22, true);
+    let body = multipart("XyZ", &hung_up);
+    let stow = std::net::SocketAddr::from(([127, 0, 0, 1], stow_port));
+    {
+        let mut s = std::net::TcpStream::connect(stow).unwrap();
+        let head = format!(
+            "POST /studies HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {STOW_TYPE}\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&body).unwrap();
+    }
+    let Some(study) = listed(&mut client, &case.meta.study.study_uid).await else {
+        panic!(
+            "the film of a client that hung up is not analysed:\n{}",
+            server.log()
+        );
+    };
+    assert!(study.priority.is_some());
+
+    // Finding 12: no pixels, no entry.
+    let films = tempfile::tempdir().unwrap();
+    let (plain, plain_case) = film(23, false);
+    let bare = with_pixels(&plain, None);
+    let (status, _) = http(
+        stow,
+        "POST",
+        "/studies",
+        STOW_TYPE,
+        &multipart("XyZ", &bare),
+        None,
+    )
+    .expect("STOW-RS answers");
+    assert_eq!(status, 409);
+    // Two films whose pixels cannot be decoded are listed for a human...
+    for index in 0..2u64 {
+        let (f, c) = film(24 + index, false);
+        let path = films.path().join(format!("broken-{index}.dcm"));
+        std::fs::write(&path, with_pixels(&f, Some(vec![7; 10]))).unwrap();
+        let out = store_as("STORESCU", dicom_port, &path);
+        assert!(out.contains("Success"), "{out}");
+        let entry = listed(&mut client, &c.meta.study.study_uid)
+            .await
+            .expect("a broken film is listed");
+        assert_eq!(
+            entry.priority.unwrap().priority,
+            pb::Priority::NotAnalyzed as i32
+        );
+    }
+    // ...then that sender is held off, even with a good film; another is not.
+    let good_path = films.path().join("good.dcm");
+    std::fs::write(&good_path, &plain).unwrap();
+    let out = store_as("STORESCU", dicom_port, &good_path);
+    assert!(out.contains("OutOfResources"), "not held off: {out}");
+    let out = store_as("TESTSCU", dicom_port, &good_path);
+    assert!(out.contains("Success"), "{out}");
+    listed(&mut client, &plain_case.meta.study.study_uid)
+        .await
+        .expect("the good film from another sender is analysed");
+    server.terminate();
+
+    // Retention: every study read 100 days ago; `cxr-triage purge` with
+    // the default 90 days removes their previews, heatmaps and events and
+    // keeps the studies and the audit trail.
+    let db = data_dir.join("worklist.sqlite");
+    let day_ms: i64 = 86_400_000;
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(&format!(
+            "UPDATE studies SET status = 'READ';
+             UPDATE images SET received = received - {d};
+             UPDATE events SET at = at - {d};",
+            d = 100 * day_ms
+        ))
+        .unwrap();
+    }
+    let count = |sql: &str| -> i64 {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
+    };
+    let previews = count("SELECT COUNT(*) FROM images WHERE preview IS NOT NULL");
+    assert!(previews > 0);
+    let audit = count("SELECT COUNT(*) FROM audit");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cxr-triage"))
+        .args(["purge", "--config", config.to_str().unwrap(), "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{previews} previews")));
+    assert_eq!(
+        count("SELECT COUNT(*) FROM images WHERE preview IS NOT NULL"),
+        0
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM heatmaps"), 0);
+    assert_eq!(count("SELECT COUNT(*) FROM events"), 0);
+    assert!(count("SELECT COUNT(*) FROM studies") >= 5);
+    assert_eq!(count("SELECT COUNT(*) FROM audit"), audit);
 }

@@ -132,9 +132,13 @@ pub async fn serve(
             // A connection that sends no complete request head within the
             // timeout is closed, freeing its slot (hyper needs a timer for
             // that; without one idle connections held slots forever).
+            // Half-close: a client that sends its request and then shuts
+            // its side (or hangs up) does not cancel the request; its
+            // objects are still stored and analysed.
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Some(HEADER_TIMEOUT))
+                .half_close(true)
                 .serve_connection(io, service)
                 .await
             {
