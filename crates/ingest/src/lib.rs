@@ -46,7 +46,7 @@ pub use error::{IngestError, IngestErrorKind};
 pub use gate::{Assessment, NotAnalyzable};
 pub use meta::{Patient, RadiographMeta};
 pub use pixels::{PixelModule, StoredFrame};
-pub use voi::{GreyImage, Presentation, VoiSource};
+pub use voi::{GreyImage, ModalityLut, Presentation, VoiSource};
 
 /// Bounds on what ingest accepts, checked before anything is allocated.
 #[derive(Debug, Clone, PartialEq)]

@@ -80,13 +80,113 @@ pub(crate) fn parse_native(bytes: &[u8]) -> Result<Option<(ParsedObject, &[u8])>
             name: "not a known transfer syntax".into(),
         }
     })?;
-    let object =
+    let mut object =
         InMemDicomObject::read_dataset_with_ts(&reader[..at], ts).map_err(|e| dataset_error(&e))?;
+    resolve_unknown_vrs(&mut object);
     let parsed = ParsedObject {
         object: object.with_exact_meta(file_meta),
         transfer_syntax: ts_uid,
     };
     Ok(Some((parsed, &reader[start..start + len])))
+}
+
+/// Top-level elements that arrived with VR UN (sent in Explicit VR by a
+/// router or archive that did not know their VR) but whose tag the
+/// standard dictionary knows are read by the dictionary's VR, as pydicom
+/// and dcmtk do: a Modality, View Position or Rows sent as UN is then the
+/// text or number it is, not raw bytes. A UN value is encoded as in
+/// Implicit VR Little Endian (PS3.5 6.2.2). Values that do not fit their
+/// VR, and private or unknown tags, stay as they are.
+fn resolve_unknown_vrs(obj: &mut InMemDicomObject) {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    use dicom_core::header::Header;
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    let unknown: Vec<_> = obj
+        .iter()
+        .filter(|e| e.vr() == VR::UN)
+        .map(|e| e.tag())
+        .collect();
+    for tag in unknown {
+        let Some(entry) = dicom_dictionary_std::StandardDataDictionary.by_tag(tag) else {
+            continue;
+        };
+        let vr = match entry.vr() {
+            VirtualVr::Exact(vr) => vr,
+            VirtualVr::Xs => VR::US,
+            _ => continue,
+        };
+        let Some(bytes) = obj
+            .element(tag)
+            .ok()
+            .and_then(|e| e.to_bytes().ok().map(|b| b.into_owned()))
+        else {
+            continue;
+        };
+        let numbers = |size: usize| (bytes.len() % size == 0).then(|| bytes.chunks_exact(size));
+        let value = match vr {
+            VR::AE
+            | VR::AS
+            | VR::CS
+            | VR::DA
+            | VR::DS
+            | VR::DT
+            | VR::IS
+            | VR::LO
+            | VR::LT
+            | VR::PN
+            | VR::SH
+            | VR::ST
+            | VR::TM
+            | VR::UC
+            | VR::UI
+            | VR::UR
+            | VR::UT => {
+                let text = String::from_utf8_lossy(&bytes);
+                let text = text.trim_end_matches(['\0', ' ']);
+                // Free text may hold a backslash; the others are multi-valued.
+                let parts: Vec<String> = if matches!(vr, VR::LT | VR::ST | VR::UT | VR::UR) {
+                    vec![text.to_string()]
+                } else {
+                    text.split('\\').map(|p| p.trim().to_string()).collect()
+                };
+                Some(PrimitiveValue::Strs(parts.into_iter().collect()))
+            }
+            VR::US => numbers(2).map(|c| {
+                PrimitiveValue::U16(c.map(|b| u16::from_le_bytes([b[0], b[1]])).collect())
+            }),
+            VR::SS => numbers(2).map(|c| {
+                PrimitiveValue::I16(c.map(|b| i16::from_le_bytes([b[0], b[1]])).collect())
+            }),
+            VR::UL => numbers(4).map(|c| {
+                PrimitiveValue::U32(
+                    c.map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                )
+            }),
+            VR::SL => numbers(4).map(|c| {
+                PrimitiveValue::I32(
+                    c.map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                )
+            }),
+            VR::FL => numbers(4).map(|c| {
+                PrimitiveValue::F32(
+                    c.map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                )
+            }),
+            VR::FD => numbers(8).map(|c| {
+                PrimitiveValue::F64(
+                    c.map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                        .collect(),
+                )
+            }),
+            _ => None,
+        };
+        if let Some(value) = value {
+            obj.put(DataElement::new(tag, vr, value));
+        }
+    }
 }
 
 /// The file meta group, checked and read; and the data set's bytes after it.
@@ -144,8 +244,9 @@ fn parse_until(
         _ => &dataset[..],
     };
 
-    let object =
+    let mut object =
         InMemDicomObject::read_dataset_with_ts(read, read_ts).map_err(|e| dataset_error(&e))?;
+    resolve_unknown_vrs(&mut object);
     let parsed = ParsedObject {
         object: object.with_exact_meta(meta),
         transfer_syntax: ts_uid,

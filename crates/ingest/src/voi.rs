@@ -70,13 +70,27 @@ pub enum VoiSource {
     },
 }
 
+/// A Modality LUT (the first item of the Modality LUT Sequence, 0028,3000).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ModalityLut {
+    /// Number of entries.
+    pub entries: u32,
+    /// First stored value mapped.
+    pub first_mapped: i32,
+    /// Bits per entry (8 or 16).
+    pub bits: u32,
+}
+
 /// What the presentation pipeline did.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Presentation {
-    /// Rescale Slope applied (1 when absent).
+    /// Rescale Slope (1 when absent; not applied when a Modality LUT is).
     pub rescale_slope: f64,
-    /// Rescale Intercept applied (0 when absent).
+    /// Rescale Intercept (0 when absent; not applied when a Modality LUT is).
     pub rescale_intercept: f64,
+    /// The Modality LUT applied instead of Rescale Slope/Intercept, when the
+    /// header has one.
+    pub modality_lut: Option<ModalityLut>,
     /// The VOI transformation.
     pub voi: VoiSource,
     /// MONOCHROME1 was inverted.
@@ -89,6 +103,8 @@ pub struct Presentation {
 struct PipelineAttributes {
     slope: f64,
     intercept: f64,
+    /// The Modality LUT Sequence's table: it replaces slope and intercept.
+    modality_lut: Option<VoiLutTable>,
     lut: Option<VoiLutTable>,
     windows: Vec<(f64, f64)>,
     function: String,
@@ -98,6 +114,7 @@ struct PipelineAttributes {
 
 struct VoiLutTable {
     first_mapped: i32,
+    bits: u32,
     data: Vec<u16>,
     /// The output value that means white.
     full_scale: f64,
@@ -116,9 +133,20 @@ impl VoiLutTable {
         };
         VoiLutTable {
             first_mapped,
+            bits,
             data,
             full_scale,
         }
+    }
+
+    /// The entry for `x`, inputs outside the table taking its first or
+    /// last entry (PS3.3 C.11.1.1).
+    fn entry(&self, x: i64) -> u16 {
+        let last = self.data.len() as i64 - 1;
+        let index = x
+            .saturating_sub(i64::from(self.first_mapped))
+            .clamp(0, last);
+        self.data[index as usize]
     }
 }
 
@@ -132,7 +160,10 @@ pub(crate) fn present(
     let domain = StoredDomain::of(frame);
     let padded = |v: i32| attrs.padding.is_some_and(|(lo, hi)| v >= lo && v <= hi);
 
-    let modality = |v: i32| f64::from(v) * attrs.slope + attrs.intercept;
+    let modality = |v: i32| match &attrs.modality_lut {
+        Some(lut) => f64::from(lut.entry(i64::from(v))),
+        None => f64::from(v) * attrs.slope + attrs.intercept,
+    };
     let voi = choose_voi(&attrs, frame, &domain, &padded, &modality);
     let inverted = module.is_inverted();
 
@@ -178,6 +209,11 @@ pub(crate) fn present(
     let presentation = Presentation {
         rescale_slope: attrs.slope,
         rescale_intercept: attrs.intercept,
+        modality_lut: attrs.modality_lut.as_ref().map(|l| ModalityLut {
+            entries: l.data.len() as u32,
+            first_mapped: l.first_mapped,
+            bits: l.bits,
+        }),
         voi,
         inverted,
         padding_pixels,
@@ -243,7 +279,8 @@ fn read_attributes(obj: &DefaultDicomObject, module: &PixelModule) -> PipelineAt
     PipelineAttributes {
         slope,
         intercept,
-        lut: voi_lut_sequence(obj),
+        modality_lut: lut_sequence(obj, tags::MODALITY_LUT_SEQUENCE, Some(module.signed)),
+        lut: lut_sequence(obj, tags::VOILUT_SEQUENCE, None),
         windows,
         function,
         padding,
@@ -268,12 +305,16 @@ fn padding_range(obj: &DefaultDicomObject, module: &PixelModule) -> Option<(i32,
     Some((value.min(limit), value.max(limit)))
 }
 
-fn voi_lut_sequence(obj: &DefaultDicomObject) -> Option<VoiLutTable> {
-    let items = obj
-        .element_opt(tags::VOILUT_SEQUENCE)
-        .ok()
-        .flatten()?
-        .items()?;
+/// The first item of a LUT sequence (Modality or VOI): descriptor and data
+/// (PS3.3 C.11.1.1, C.11.2.1.1). `signed_input` is the image's Pixel
+/// Representation for a Modality LUT, whose first mapped value is US or SS
+/// accordingly; `None` for a VOI LUT, whose input is modality values.
+fn lut_sequence(
+    obj: &DefaultDicomObject,
+    tag: dicom_core::Tag,
+    signed_input: Option<bool>,
+) -> Option<VoiLutTable> {
+    let items = obj.element_opt(tag).ok().flatten()?.items()?;
     let item = items.first()?;
     let descriptor: Vec<i64> = item
         .element_opt(tags::LUT_DESCRIPTOR)
@@ -284,7 +325,7 @@ fn voi_lut_sequence(obj: &DefaultDicomObject) -> Option<VoiLutTable> {
     let [count, first, bits, ..] = descriptor[..] else {
         return None;
     };
-    let data: Vec<u16> = item
+    let mut data: Vec<u16> = item
         .element_opt(tags::LUT_DATA)
         .ok()
         .flatten()?
@@ -293,13 +334,28 @@ fn voi_lut_sequence(obj: &DefaultDicomObject) -> Option<VoiLutTable> {
         .into_iter()
         .map(|v| v as u16)
         .collect();
+    // The number of entries: 0 means 2^16.
     let entries = if count == 0 { 65536 } else { count as usize };
+    if bits == 8 && data.len() < entries && data.len() * 2 >= entries {
+        // 8-bit entries packed two to a 16-bit word (LUT Data as OW).
+        data = data
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .map(u16::from)
+            .collect();
+    }
     if data.len() < entries || !(8..=16).contains(&bits) {
         return None;
     }
-    // The first mapped value is US or SS depending on the image; a value over
-    // 32767 in a US descriptor of a signed image is a negative number.
-    let first_mapped = if first > 32767 { first - 65536 } else { first } as i32;
+    let first_mapped = match signed_input {
+        // Modality LUT: the first mapped value is a stored value, US or SS
+        // as the image's Pixel Representation says.
+        Some(true) => i32::from(first as u16 as i16),
+        Some(false) => i32::from(first as u16),
+        // VOI LUT: a value over 32767 in a US descriptor is a negative
+        // modality value.
+        None => (if first > 32767 { first - 65536 } else { first }) as i32,
+    };
     Some(VoiLutTable::new(
         first_mapped,
         bits as u32,

@@ -79,12 +79,41 @@ impl TestImage {
     }
 
     /// Adds a VOI LUT Sequence with one item.
-    pub fn voi_lut(mut self, first_mapped: u16, bits: u16, data: Vec<u16>) -> Self {
+    pub fn voi_lut(self, first_mapped: u16, bits: u16, data: Vec<u16>) -> Self {
+        self.lut_sequence(tags::VOILUT_SEQUENCE, first_mapped, bits, data)
+    }
+
+    /// Adds a Modality LUT Sequence with one item (its data given as
+    /// 16-bit words: two 8-bit entries a word when `bits` is 8 and the
+    /// words are half the entries).
+    pub fn modality_lut(self, entries: u16, first_mapped: u16, bits: u16, data: Vec<u16>) -> Self {
+        self.lut_sequence_of(
+            tags::MODALITY_LUT_SEQUENCE,
+            entries,
+            first_mapped,
+            bits,
+            data,
+        )
+    }
+
+    fn lut_sequence(self, tag: Tag, first_mapped: u16, bits: u16, data: Vec<u16>) -> Self {
+        let entries = data.len() as u16;
+        self.lut_sequence_of(tag, entries, first_mapped, bits, data)
+    }
+
+    fn lut_sequence_of(
+        mut self,
+        tag: Tag,
+        entries: u16,
+        first_mapped: u16,
+        bits: u16,
+        data: Vec<u16>,
+    ) -> Self {
         let mut item = InMemDicomObject::new_empty();
         item.put(DataElement::new(
             tags::LUT_DESCRIPTOR,
             VR::US,
-            PrimitiveValue::U16(vec![data.len() as u16, first_mapped, bits].into()),
+            PrimitiveValue::U16(vec![entries, first_mapped, bits].into()),
         ));
         item.put(DataElement::new(
             tags::LUT_DATA,
@@ -92,7 +121,7 @@ impl TestImage {
             PrimitiveValue::U16(data.into()),
         ));
         self.obj.put(DataElement::new(
-            tags::VOILUT_SEQUENCE,
+            tag,
             VR::SQ,
             DataSetSequence::from(vec![item]),
         ));

@@ -274,3 +274,133 @@ fn lateral_and_non_chest_images_decode_but_are_not_analyzable() {
     let skull = read(&ramp().set(tags::BODY_PART_EXAMINED, VR::CS, "SKULL"));
     assert_eq!(skull.assessment.reason.unwrap().code(), "not_chest");
 }
+
+/// PS3.3 C.11.2.1.2.1: the LINEAR window function, in `[0, 1]`.
+fn linear_window(x: f64, center: f64, width: f64) -> f64 {
+    let (c, w) = (center - 0.5, width - 1.0);
+    if x <= c - w / 2.0 {
+        0.0
+    } else if x > c + w / 2.0 {
+        1.0
+    } else {
+        (x - c) / w + 0.5
+    }
+}
+
+/// pydicom's `apply_modality_lut` + `apply_voi_lut` of row 0, every 7th
+/// column, scaled to `[0, 1]` by the Modality LUT's output range (what
+/// pydicom windows into when the image has one).
+fn pydicom_presentation(bytes: &[u8]) -> Vec<f64> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("image.dcm");
+    std::fs::write(&path, bytes).unwrap();
+    let python = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../.venv/bin/python"
+    ));
+    let script = "import sys, json, pydicom\n\
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut\n\
+        ds = pydicom.dcmread(sys.argv[1])\n\
+        v = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds)\n\
+        top = 2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1\n\
+        print(json.dumps([float(v[0, c]) / top for c in range(0, 300, 7)]))\n";
+    let out = std::process::Command::new(python)
+        .args(["-c", script])
+        .arg(&path)
+        .output()
+        .expect("the test venv's python (make test sets it up)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_modality_lut_sequence_replaces_rescale_and_feeds_the_window() {
+    // A non-linear Modality LUT (stored² / 256, 16-bit output) and a
+    // window in its output space; the Rescale Slope must not be applied.
+    let lut: Vec<u16> = (0..4096u32).map(|s| (s * s / 256) as u16).collect();
+    let image = windowed(ramp(), 20000.0, 30000.0)
+        .set(tags::RESCALE_SLOPE, VR::DS, "5")
+        .modality_lut(4096, 0, 16, lut.clone());
+    let bytes = image.to_bytes();
+    let r = read_bytes(&bytes, &IngestLimits::default()).unwrap();
+    assert_eq!(
+        r.presentation.modality_lut,
+        Some(cxr_ingest::ModalityLut {
+            entries: 4096,
+            first_mapped: 0,
+            bits: 16
+        })
+    );
+    for c in 0..300usize {
+        let stored = c * 10;
+        let expected = linear_window(f64::from(lut[stored]), 20000.0, 30000.0);
+        let ours = f64::from(r.image.pixels[c]) / 65535.0;
+        assert!(
+            (ours - expected).abs() <= 1.0 / 65535.0,
+            "column {c}: {ours} vs {expected}"
+        );
+    }
+    // The standard pipeline as pydicom implements it agrees.
+    let reference = pydicom_presentation(&bytes);
+    for (i, want) in reference.iter().enumerate() {
+        let ours = f64::from(r.image.pixels[i * 7]) / 65535.0;
+        assert!(
+            (ours - want).abs() < 1e-3,
+            "column {}: {ours} vs pydicom {want}",
+            i * 7
+        );
+    }
+}
+
+#[test]
+fn an_8_bit_modality_lut_packed_in_words_is_unpacked() {
+    // 4096 8-bit entries (stored / 16) packed two to a word, little end first.
+    let entries: Vec<u8> = (0..4096u32).map(|s| (s / 16) as u8).collect();
+    let words: Vec<u16> = entries
+        .chunks_exact(2)
+        .map(|p| u16::from_le_bytes([p[0], p[1]]))
+        .collect();
+    let image = windowed(ramp(), 128.0, 256.0).modality_lut(4096, 0, 8, words);
+    let r = read(&image);
+    assert_eq!(
+        r.presentation.modality_lut.as_ref().map(|l| l.bits),
+        Some(8)
+    );
+    for c in [0usize, 37, 150, 299] {
+        let expected = linear_window(f64::from(entries[c * 10]), 128.0, 256.0);
+        let ours = f64::from(r.image.pixels[c]) / 65535.0;
+        assert!((ours - expected).abs() <= 1.0 / 65535.0, "column {c}");
+    }
+}
+
+#[test]
+fn attributes_sent_as_un_are_read_by_their_dictionary_vr() {
+    // A router that did not know these VRs forwarded them as UN.
+    let un = |bytes: &[u8]| PrimitiveValue::U8(bytes.to_vec().into());
+    let image = ramp()
+        .set(tags::MODALITY, VR::UN, un(b"CR"))
+        .set(tags::VIEW_POSITION, VR::UN, un(b"PA"))
+        .set(tags::BODY_PART_EXAMINED, VR::UN, un(b"CHEST "))
+        .set(tags::ROWS, VR::UN, un(&300u16.to_le_bytes()))
+        .set(tags::WINDOW_CENTER, VR::UN, un(b"1500\\1000"))
+        .set(tags::WINDOW_WIDTH, VR::UN, un(b"1001\\2000"));
+    let r = read(&image);
+    assert_eq!(r.meta.modality.as_deref(), Some("CR"));
+    assert_eq!(r.meta.view_position.as_deref(), Some("PA"));
+    assert_eq!(r.meta.body_part_examined.as_deref(), Some("CHEST"));
+    assert_eq!(r.pixel_module.rows, 300);
+    assert!(r.assessment.analyzable, "{:?}", r.assessment);
+    match r.presentation.voi {
+        VoiSource::Window {
+            center,
+            width,
+            offered,
+            ..
+        } => assert_eq!((center, width, offered), (1500.0, 1001.0, 2)),
+        ref other => panic!("expected the header window, got {other:?}"),
+    }
+}
