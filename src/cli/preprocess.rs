@@ -29,15 +29,15 @@ pub enum ResizeArg {
     Stretch,
 }
 
-/// Interpolation on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum InterpolationArg {
-    /// Box filter (anti-aliased).
-    Area,
-    /// Two-tap linear.
-    Bilinear,
-    /// Nearest neighbour.
-    Nearest,
+/// A manifest's interpolation name (`area`, `pil_nearest`, `opencv_linear`,
+/// …; see `Interpolation`).
+fn parse_interpolation(name: &str) -> Result<Interpolation, String> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|_| {
+        format!(
+            "unknown interpolation `{name}`; one of: {}",
+            Interpolation::NAMES.join(", ")
+        )
+    })
 }
 
 /// Options of `cxr-triage preprocess`.
@@ -65,14 +65,16 @@ pub struct PreprocessArgs {
         default_value = "letterbox"
     )]
     pub resize: ResizeArg,
-    /// Resampling filter.
+    /// Resampling filter: cxr-triage's `area`, `bilinear` or `nearest`, or
+    /// a training framework's (`pil_nearest`, `pil_bilinear`,
+    /// `opencv_area`, `torch_bilinear`, …), as in a model manifest.
     #[arg(
         long,
-        value_enum,
         env = "CXR_PREPROCESS_INTERPOLATION",
-        default_value = "area"
+        default_value = "area",
+        value_parser = parse_interpolation
     )]
-    pub interpolation: InterpolationArg,
+    pub interpolation: Interpolation,
 }
 
 /// Files read per parallel chunk (bounds memory whatever the file count).
@@ -95,11 +97,7 @@ pub fn run(args: &PreprocessArgs) -> anyhow::Result<ExitCode> {
             ResizeArg::CenterCrop => ResizeMode::CenterCrop,
             ResizeArg::Stretch => ResizeMode::Stretch,
         },
-        interpolation: match args.interpolation {
-            InterpolationArg::Area => Interpolation::Area,
-            InterpolationArg::Bilinear => Interpolation::Bilinear,
-            InterpolationArg::Nearest => Interpolation::Nearest,
-        },
+        interpolation: args.interpolation,
         normalization: Normalization::ZeroOne,
     };
     let npy_path = with_suffix(&args.out, "npy");

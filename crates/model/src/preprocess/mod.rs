@@ -9,8 +9,9 @@
 //! The three resize modes are one affine map `model = image · scale + offset`
 //! per axis: *letterbox* fits the whole image and pads with black, *centre
 //! crop* fills the model input and cuts the long side, *stretch* scales each
-//! axis on its own. Resampling is separable (area, bilinear or nearest);
-//! pixels outside the image are black.
+//! axis on its own. Resampling is separable — cxr-triage's area, bilinear
+//! or nearest, or a training framework's convention (Pillow, OpenCV, torch,
+//! TensorFlow; see [`Interpolation`]); pixels outside the image are black.
 
 mod geometry;
 mod resample;
@@ -35,16 +36,100 @@ pub enum ResizeMode {
 }
 
 /// Resampling filter.
+///
+/// `nearest`, `bilinear` and `area` are cxr-triage's own (exact geometry,
+/// sub-pixel letterbox). The others reproduce a training framework's resize
+/// so that a model sees the pixels its training pipeline produced: with
+/// `resize = "stretch"` (what Keras' `load_img`, torchvision's `Resize` on a
+/// square input and `cv2.resize` do) they pick the same source pixels and
+/// weights as the framework; with a letterbox the padding is rounded to
+/// whole pixels, as such pipelines pad. See the README's "Writing a
+/// manifest for a model trained elsewhere".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Interpolation {
-    /// Nearest neighbour.
+    /// Nearest neighbour at the exact pixel centre.
     Nearest,
     /// Two-tap linear per axis (no anti-aliasing, as OpenCV's `INTER_LINEAR`).
     Bilinear,
     /// Box filter over each output pixel's footprint (anti-aliased
     /// down-scaling, as OpenCV's `INTER_AREA`); linear when up-scaling.
     Area,
+    /// Pillow's `Image.NEAREST` (and so Keras' `load_img(target_size=…)`):
+    /// the sample point advanced by the scale one output pixel at a time, in
+    /// double precision, truncated — a point on a pixel boundary takes the
+    /// lower pixel. Tested equal to Pillow.
+    PilNearest,
+    /// Pillow's `BILINEAR` (triangle filter widened by the scale when
+    /// down-scaling: anti-aliased). Also torch's `bilinear` with
+    /// `antialias=True` (`torch_bilinear_antialias`), which follows Pillow.
+    #[serde(alias = "torch_bilinear_antialias")]
+    PilBilinear,
+    /// Pillow's `BICUBIC` (a = −0.5, anti-aliased).
+    PilBicubic,
+    /// Pillow's `BOX`.
+    PilBox,
+    /// Pillow's `HAMMING`.
+    PilHamming,
+    /// Pillow's `LANCZOS` (a = 3, anti-aliased).
+    PilLanczos,
+    /// OpenCV's `INTER_NEAREST`: `floor(x · in/out)` (top-left rule).
+    OpencvNearest,
+    /// OpenCV's `INTER_NEAREST_EXACT`: the same pixels as Pillow's NEAREST
+    /// (tested).
+    OpencvNearestExact,
+    /// OpenCV's `INTER_LINEAR` (half-pixel centres, edge clamped, no
+    /// anti-aliasing). Also torch's `bilinear` (`align_corners=False`,
+    /// `antialias=False`: `torch_bilinear`) and TensorFlow's `bilinear`
+    /// (`tf_bilinear`).
+    #[serde(alias = "torch_bilinear", alias = "tf_bilinear")]
+    OpencvLinear,
+    /// OpenCV's `INTER_AREA` when down-scaling (box average); when
+    /// up-scaling, `INTER_LINEAR`'s weights (OpenCV's own up-scaling rule
+    /// differs slightly). Also TensorFlow's `area` (`tf_area`).
+    #[serde(alias = "tf_area")]
+    OpencvArea,
+    /// OpenCV's `INTER_CUBIC` (a = −0.75, no anti-aliasing). Also torch's
+    /// `bicubic` (`align_corners=False`, `antialias=False`:
+    /// `torch_bicubic`).
+    #[serde(alias = "torch_bicubic")]
+    OpencvCubic,
+    /// torch `F.interpolate(mode="nearest")`: `floor(x · in/out)` in single
+    /// precision (a reimplementation of ATen's rule, documented as such).
+    TorchNearest,
+    /// torch `mode="nearest-exact"` and TensorFlow's `nearest`
+    /// (`tf_nearest`): `floor((x + ½) · in/out)` in single precision
+    /// (reimplementation).
+    #[serde(alias = "tf_nearest")]
+    TorchNearestExact,
+}
+
+impl Interpolation {
+    /// Every name a manifest may use.
+    pub const NAMES: &'static [&'static str] = &[
+        "nearest",
+        "bilinear",
+        "area",
+        "pil_nearest",
+        "pil_bilinear",
+        "pil_bicubic",
+        "pil_box",
+        "pil_hamming",
+        "pil_lanczos",
+        "opencv_nearest",
+        "opencv_nearest_exact",
+        "opencv_linear",
+        "opencv_area",
+        "opencv_cubic",
+        "torch_nearest",
+        "torch_nearest_exact",
+        "torch_bilinear",
+        "torch_bilinear_antialias",
+        "torch_bicubic",
+        "tf_bilinear",
+        "tf_nearest",
+        "tf_area",
+    ];
 }
 
 /// Tensor memory layout.

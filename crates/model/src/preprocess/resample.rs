@@ -69,6 +69,9 @@ fn axis_taps(
     offset: f64,
     interpolation: Interpolation,
 ) -> Vec<Taps> {
+    if interpolation.is_convention() {
+        return convention_taps(out_len, src_len, scale, offset, interpolation);
+    }
     let n = src_len as f64;
     (0..out_len)
         .map(|o| {
@@ -84,9 +87,184 @@ fn axis_taps(
                     box_taps(a, b, src_len)
                 }
                 Interpolation::Bilinear | Interpolation::Area => linear_taps(centre, src_len),
+                _ => unreachable!("conventions take their own taps"),
             }
         })
         .collect()
+}
+
+impl Interpolation {
+    /// A training framework's resize rule (rather than cxr-triage's own).
+    fn is_convention(self) -> bool {
+        !matches!(
+            self,
+            Interpolation::Nearest | Interpolation::Bilinear | Interpolation::Area
+        )
+    }
+}
+
+/// Taps of a framework's resize. The framework maps `content` output
+/// pixels onto the `src_len` source pixels (`content` = the scaled length,
+/// whole pixels; output pixels before `offset`, rounded, or past the
+/// content are padding: black), with its own arithmetic.
+fn convention_taps(
+    out_len: usize,
+    src_len: usize,
+    scale: f64,
+    offset: f64,
+    interpolation: Interpolation,
+) -> Vec<Taps> {
+    let content = (src_len as f64 * scale).round().max(1.0) as usize;
+    let start = offset.round().max(0.0) as usize;
+    // Source pixels per output pixel, as the frameworks compute it.
+    let s = src_len as f64 / content as f64;
+    let last = src_len - 1;
+    let single = |i: usize| (i.min(last), vec![1.0f32]);
+    // Pillow's NEAREST advances the sample point by `s` per output pixel.
+    let mut pil_x = s * 0.5;
+    (0..out_len)
+        .map(|o| {
+            if o < start || o - start >= content {
+                return (0, Vec::new());
+            }
+            let k = o - start;
+            match interpolation {
+                Interpolation::PilNearest | Interpolation::OpencvNearestExact => {
+                    let x = pil_x;
+                    pil_x += s;
+                    single(x as usize)
+                }
+                Interpolation::OpencvNearest => {
+                    // OpenCV: the inverse of dsize/ssize, then floor.
+                    let ifx = 1.0 / (content as f64 / src_len as f64);
+                    single((k as f64 * ifx).floor() as usize)
+                }
+                Interpolation::TorchNearest => {
+                    let scale32 = src_len as f32 / content as f32;
+                    single((k as f32 * scale32).floor() as usize)
+                }
+                Interpolation::TorchNearestExact => {
+                    let scale32 = src_len as f32 / content as f32;
+                    single(((k as f32 + 0.5) * scale32).floor() as usize)
+                }
+                Interpolation::OpencvArea if s > 1.0 => {
+                    box_taps(k as f64 * s, (k + 1) as f64 * s, src_len)
+                }
+                Interpolation::OpencvLinear | Interpolation::OpencvArea => {
+                    half_pixel_linear_taps(k, s, src_len)
+                }
+                Interpolation::OpencvCubic => cubic_taps(k, s, src_len),
+                _ => pil_taps(k, s, src_len, interpolation),
+            }
+        })
+        .collect()
+}
+
+/// OpenCV's `INTER_LINEAR` (torch's and TensorFlow's `bilinear`): the
+/// half-pixel centre, clamped at 0, two taps, the last pixel replicated.
+fn half_pixel_linear_taps(k: usize, s: f64, src_len: usize) -> Taps {
+    let last = src_len - 1;
+    let f = ((k as f64 + 0.5) * s - 0.5).max(0.0);
+    let i = f.floor() as usize;
+    if i >= last {
+        (last, vec![1.0])
+    } else {
+        let t = (f - i as f64) as f32;
+        (i, vec![1.0 - t, t])
+    }
+}
+
+/// OpenCV's `INTER_CUBIC` (and torch's `bicubic`): a = −0.75, four taps
+/// around the half-pixel centre, edge pixels replicated.
+fn cubic_taps(k: usize, s: f64, src_len: usize) -> Taps {
+    const A: f64 = -0.75;
+    let w = |x: f64| {
+        let x = x.abs();
+        if x <= 1.0 {
+            ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+        } else if x < 2.0 {
+            ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A
+        } else {
+            0.0
+        }
+    };
+    let f = (k as f64 + 0.5) * s - 0.5;
+    let i = f.floor();
+    let t = f - i;
+    // Taps i−1 ..= i+2, clamped to the image: gather them per source pixel.
+    let last = src_len as i64 - 1;
+    let idx: Vec<usize> = (-1..=2)
+        .map(|d| (i as i64 + d).clamp(0, last) as usize)
+        .collect();
+    let weights = [w(t + 1.0), w(t), w(1.0 - t), w(2.0 - t)];
+    let first = idx[0];
+    let mut taps = vec![0.0f32; idx[3] - first + 1];
+    for (&j, &wt) in idx.iter().zip(&weights) {
+        taps[j - first] += wt as f32;
+    }
+    (first, taps)
+}
+
+/// Pillow's separable resampling filters (`Resample.c`'s coefficients):
+/// the filter is widened by the scale when down-scaling (anti-aliasing),
+/// its support cut to the image, and the weights normalised.
+fn pil_taps(k: usize, s: f64, src_len: usize, interpolation: Interpolation) -> Taps {
+    let sinc = |x: f64| {
+        if x == 0.0 {
+            1.0
+        } else {
+            let x = x * std::f64::consts::PI;
+            x.sin() / x
+        }
+    };
+    let (support, filter): (f64, &dyn Fn(f64) -> f64) = match interpolation {
+        Interpolation::PilBox => (0.5, &|x: f64| if (-0.5..0.5).contains(&x) { 1.0 } else { 0.0 }),
+        Interpolation::PilBilinear => (1.0, &|x: f64| (1.0 - x.abs()).max(0.0)),
+        Interpolation::PilHamming => (1.0, &|x: f64| {
+            let x = x.abs();
+            if x >= 1.0 {
+                0.0
+            } else if x == 0.0 {
+                1.0
+            } else {
+                let p = x * std::f64::consts::PI;
+                p.sin() / p * (0.54 + 0.46 * p.cos())
+            }
+        }),
+        Interpolation::PilBicubic => (2.0, &|x: f64| {
+            const A: f64 = -0.5;
+            let x = x.abs();
+            if x < 1.0 {
+                ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+            } else if x < 2.0 {
+                (((x - 5.0) * x + 8.0) * x - 4.0) * A
+            } else {
+                0.0
+            }
+        }),
+        _ => (3.0, &|x: f64| {
+            if (-3.0..3.0).contains(&x) {
+                sinc(x) * sinc(x / 3.0)
+            } else {
+                0.0
+            }
+        }),
+    };
+    let filterscale = s.max(1.0);
+    let support = support * filterscale;
+    let centre = (k as f64 + 0.5) * s;
+    // Pillow truncates toward zero, then clamps.
+    let xmin = ((centre - support + 0.5) as i64).max(0) as usize;
+    let xmax = ((centre + support + 0.5) as i64).clamp(0, src_len as i64) as usize;
+    let raw: Vec<f64> = (xmin..xmax.max(xmin))
+        .map(|x| filter((x as f64 - centre + 0.5) / filterscale))
+        .collect();
+    let total: f64 = raw.iter().sum();
+    let weights = raw
+        .iter()
+        .map(|w| if total != 0.0 { (w / total) as f32 } else { 0.0 })
+        .collect();
+    (xmin, weights)
 }
 
 /// Two taps around `centre` (edge pixels replicated).
