@@ -1,5 +1,5 @@
 //! Interpolation conventions against the training frameworks themselves:
-//! a real radiograph (NEMA's RG1 chest CR, 1841 × 1955, from the fixtures)
+//! a real radiograph (NEMA's RG1 chest CR from the fixtures, cut to even sizes)
 //! presented by cxr-ingest, resized by our taps and by Pillow and OpenCV
 //! (`test-images/resize_reference.py`, in the test venv), at 16 and 8
 //! bits, to sizes whose ratios put sample points on pixel boundaries.
@@ -18,11 +18,23 @@ fn root() -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).to_path_buf()
 }
 
+/// The RG1 chest CR presented, cut to 1736 × 1952: even sizes, so that
+/// resizing to 150 puts sample points exactly on pixel boundaries (column
+/// 37 of 150 samples 434.0), where the frameworks' nearest rules part.
 fn radiograph() -> GreyImage {
     let path = root().join("test-images/generated/RG1_UNCR.dcm");
-    read_file(&path, &IngestLimits::default())
+    let full = read_file(&path, &IngestLimits::default())
         .unwrap_or_else(|e| panic!("{} (make fixtures): {e}", path.display()))
-        .image
+        .image;
+    let (w, h) = (1736usize, 1952usize);
+    let pixels = (0..h)
+        .flat_map(|r| full.pixels[r * full.width as usize..][..w].to_vec())
+        .collect();
+    GreyImage {
+        width: w as u32,
+        height: h as u32,
+        pixels,
+    }
 }
 
 /// The image with every value on the 8-bit grid a PNG pipeline sees.
@@ -45,7 +57,11 @@ const CONVENTIONS: [(&str, Interpolation, bool); 11] = [
     ("pil_hamming", Interpolation::PilHamming, false),
     ("pil_lanczos", Interpolation::PilLanczos, false),
     ("opencv_nearest", Interpolation::OpencvNearest, true),
-    ("opencv_nearest_exact", Interpolation::OpencvNearestExact, true),
+    (
+        "opencv_nearest_exact",
+        Interpolation::OpencvNearestExact,
+        true,
+    ),
     ("opencv_linear", Interpolation::OpencvLinear, false),
     ("opencv_area", Interpolation::OpencvArea, false),
     ("opencv_cubic", Interpolation::OpencvCubic, false),
@@ -95,7 +111,11 @@ fn each_convention_reproduces_its_framework_on_a_real_radiograph() {
         .arg(&spec)
         .output()
         .expect("the test venv's python (make test sets it up)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let image8 = eight_bit(&image);
     let mut report = Vec::new();
@@ -129,6 +149,13 @@ fn each_convention_reproduces_its_framework_on_a_real_radiograph() {
         }
     }
     eprintln!("{}", report.join("\n"));
+
+    // The test can tell the rules apart: at 150 columns cxr-triage's exact
+    // `nearest` reads another source column than Pillow's.
+    let g = Geometry::fit(image.width, image.height, 150, 150, ResizeMode::Stretch);
+    let exact = resample(&image, &g, Interpolation::Nearest);
+    let pil = resample(&image, &g, Interpolation::PilNearest);
+    assert_ne!(exact, pil, "the boundary case is not exercised");
 }
 
 #[test]
@@ -174,6 +201,9 @@ fn every_documented_name_parses_and_todays_names_keep_their_meaning() {
     assert_eq!(parse("nearest"), Interpolation::Nearest);
     assert_eq!(parse("bilinear"), Interpolation::Bilinear);
     assert_eq!(parse("torch_bilinear"), Interpolation::OpencvLinear);
-    assert_eq!(parse("torch_bilinear_antialias"), Interpolation::PilBilinear);
+    assert_eq!(
+        parse("torch_bilinear_antialias"),
+        Interpolation::PilBilinear
+    );
     assert_eq!(parse("tf_nearest"), Interpolation::TorchNearestExact);
 }

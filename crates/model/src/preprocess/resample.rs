@@ -218,7 +218,7 @@ fn pil_taps(k: usize, s: f64, src_len: usize, interpolation: Interpolation) -> T
         }
     };
     let (support, filter): (f64, &dyn Fn(f64) -> f64) = match interpolation {
-        Interpolation::PilBox => (0.5, &|x: f64| if (-0.5..0.5).contains(&x) { 1.0 } else { 0.0 }),
+        Interpolation::PilBox => (0.5, &|x: f64| if x > -0.5 && x <= 0.5 { 1.0 } else { 0.0 }),
         Interpolation::PilBilinear => (1.0, &|x: f64| (1.0 - x.abs()).max(0.0)),
         Interpolation::PilHamming => (1.0, &|x: f64| {
             let x = x.abs();
@@ -262,7 +262,13 @@ fn pil_taps(k: usize, s: f64, src_len: usize, interpolation: Interpolation) -> T
     let total: f64 = raw.iter().sum();
     let weights = raw
         .iter()
-        .map(|w| if total != 0.0 { (w / total) as f32 } else { 0.0 })
+        .map(|w| {
+            if total != 0.0 {
+                (w / total) as f32
+            } else {
+                0.0
+            }
+        })
         .collect();
     (xmin, weights)
 }
