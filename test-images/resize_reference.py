@@ -17,7 +17,9 @@ float32 little-endian values in [0, 1] to PATH:
 
 Conventions: pil_{nearest,bilinear,bicubic,box,hamming,lanczos} with
 PIL.Image.resize, opencv_{nearest,nearest_exact,linear,area,cubic} with
-cv2.resize. Nothing else is done to the pixels.
+cv2.resize, skimage with skimage.transform.resize(mode="constant",
+preserve_range=True) as TorchXRayVision calls it. Nothing else is done to
+the pixels.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sys
 
 import cv2
 import numpy as np
+import skimage.transform
 from PIL import Image
 
 PIL_FILTERS = {
@@ -56,6 +59,11 @@ def resize(grey16: np.ndarray, name: str, size: tuple[int, int], bits: int) -> n
         out = np.asarray(Image.fromarray(src, mode=mode).resize(size, PIL_FILTERS[name]))
     elif name in CV_FLAGS:
         out = cv2.resize(src, size, interpolation=CV_FLAGS[name])
+    elif name == "skimage":
+        # As TorchXRayVision's XRayResizer calls it.
+        out = skimage.transform.resize(
+            src.astype(np.float64), (size[1], size[0]), mode="constant", preserve_range=True
+        )
     else:
         raise SystemExit(f"unknown convention {name}")
     return (out.astype(np.float64) / top).astype(np.float32)

@@ -49,7 +49,7 @@ fn eight_bit(image: &GreyImage) -> GreyImage {
     }
 }
 
-const CONVENTIONS: [(&str, Interpolation, bool); 11] = [
+const CONVENTIONS: [(&str, Interpolation, bool); 12] = [
     ("pil_nearest", Interpolation::PilNearest, true),
     ("pil_bilinear", Interpolation::PilBilinear, false),
     ("pil_bicubic", Interpolation::PilBicubic, false),
@@ -65,6 +65,7 @@ const CONVENTIONS: [(&str, Interpolation, bool); 11] = [
     ("opencv_linear", Interpolation::OpencvLinear, false),
     ("opencv_area", Interpolation::OpencvArea, false),
     ("opencv_cubic", Interpolation::OpencvCubic, false),
+    ("skimage", Interpolation::Skimage, false),
 ];
 
 /// 150 columns from 1841 and rows from 1955 put sample points exactly on

@@ -102,6 +102,13 @@ pub enum Interpolation {
     /// (reimplementation).
     #[serde(alias = "tf_nearest")]
     TorchNearestExact,
+    /// scikit-image `transform.resize(img, shape, mode="constant",
+    /// preserve_range=True)` — order 1 with its default anti-aliasing, as
+    /// TorchXRayVision's `XRayResizer` calls it: a Gaussian of
+    /// σ = (in/out − 1)/2 per axis (zeros beyond the edge, truncated at 4σ),
+    /// then linear interpolation at half-pixel centres. Tested equal to
+    /// scikit-image within 1e-5.
+    Skimage,
 }
 
 impl Interpolation {
@@ -129,6 +136,7 @@ impl Interpolation {
         "tf_bilinear",
         "tf_nearest",
         "tf_area",
+        "skimage",
     ];
 }
 

@@ -115,24 +115,30 @@ fn convention_taps(
     interpolation: Interpolation,
 ) -> Vec<Taps> {
     let content = (src_len as f64 * scale).round().max(1.0) as usize;
-    let start = offset.round().max(0.0) as usize;
+    // Where the content starts: after the padding (letterbox), or before
+    // the input (a centre crop cuts `-start` output pixels).
+    let start = offset.round() as i64;
     // Source pixels per output pixel, as the frameworks compute it.
     let s = src_len as f64 / content as f64;
     let last = src_len - 1;
     let single = |i: usize| (i.min(last), vec![1.0f32]);
     // Pillow's NEAREST advances the sample point by `s` per output pixel.
-    let mut pil_x = s * 0.5;
+    // (`pil_x` is the point of output pixel `pil_k`.)
+    let (mut pil_x, mut pil_k) = (s * 0.5, 0usize);
     (0..out_len)
         .map(|o| {
-            if o < start || o - start >= content {
+            let k = o as i64 - start;
+            if k < 0 || k >= content as i64 {
                 return (0, Vec::new());
             }
-            let k = o - start;
+            let k = k as usize;
             match interpolation {
                 Interpolation::PilNearest | Interpolation::OpencvNearestExact => {
-                    let x = pil_x;
-                    pil_x += s;
-                    single(x as usize)
+                    while pil_k < k {
+                        pil_x += s;
+                        pil_k += 1;
+                    }
+                    single(pil_x as usize)
                 }
                 Interpolation::OpencvNearest => {
                     // OpenCV: the inverse of dsize/ssize, then floor.
@@ -154,6 +160,7 @@ fn convention_taps(
                     half_pixel_linear_taps(k, s, src_len)
                 }
                 Interpolation::OpencvCubic => cubic_taps(k, s, src_len),
+                Interpolation::Skimage => skimage_taps(k, s, src_len),
                 _ => pil_taps(k, s, src_len, interpolation),
             }
         })
@@ -172,6 +179,48 @@ fn half_pixel_linear_taps(k: usize, s: f64, src_len: usize) -> Taps {
         let t = (f - i as f64) as f32;
         (i, vec![1.0 - t, t])
     }
+}
+
+/// scikit-image's `resize` (order 1, `mode="constant"`, anti-aliased):
+/// SciPy's `gaussian_filter1d` (σ = max(0, (s − 1)/2), radius
+/// ⌊4σ + ½⌋, zeros outside) composed with `ndimage.zoom`'s linear
+/// interpolation at `(k + ½)·s − ½` (`grid_mode=True`, zeros outside).
+fn skimage_taps(k: usize, s: f64, src_len: usize) -> Taps {
+    let sigma = ((s - 1.0) / 2.0).max(0.0);
+    let kernel: Vec<f64> = if sigma > 1e-15 {
+        let radius = (4.0 * sigma + 0.5) as i64;
+        let raw: Vec<f64> = (-radius..=radius)
+            .map(|x| (-0.5 * (x as f64 / sigma).powi(2)).exp())
+            .collect();
+        let total: f64 = raw.iter().sum();
+        raw.into_iter().map(|w| w / total).collect()
+    } else {
+        vec![1.0]
+    };
+    let radius = (kernel.len() / 2) as i64;
+    let f = (k as f64 + 0.5) * s - 0.5;
+    let j0 = f.floor() as i64;
+    let t = f - j0 as f64;
+    let n = src_len as i64;
+    // Source pixel i contributes through filtered samples j0 and j0 + 1.
+    let lo = (j0 - radius).max(0);
+    let hi = (j0 + 1 + radius).min(n - 1);
+    if hi < lo {
+        return (0, Vec::new());
+    }
+    let mut weights = vec![0.0f64; (hi - lo + 1) as usize];
+    for (j, wj) in [(j0, 1.0 - t), (j0 + 1, t)] {
+        if wj == 0.0 || j < 0 || j >= n {
+            continue;
+        }
+        for (d, g) in kernel.iter().enumerate() {
+            let i = j + d as i64 - radius;
+            if (lo..=hi).contains(&i) {
+                weights[(i - lo) as usize] += wj * g;
+            }
+        }
+    }
+    (lo as usize, weights.into_iter().map(|w| w as f32).collect())
 }
 
 /// OpenCV's `INTER_CUBIC` (and torch's `bicubic`): a = −0.75, four taps
