@@ -13,7 +13,7 @@ export ORT_DYLIB_PATH
 RUST_LIB_BACKTRACE ?= 0
 export RUST_LIB_BACKTRACE
 
-.PHONY: run demo test setup-run setup-test build fixtures lint unit bench bench-baseline bench-pipeline fuzz clean-fixtures
+.PHONY: run demo test setup-run setup-test build fixtures lint unit deploy-check bench bench-baseline bench-pipeline fuzz clean-fixtures
 
 ## run: set up, build, check the bundled models, and serve on embedded
 ## defaults (gRPC 127.0.0.1:50051, metrics 127.0.0.1:9464, data in ./data).
@@ -26,8 +26,9 @@ demo: setup-run build
 	./target/release/cxr-triage inspect test-images/bundled/*.dcm
 	./target/release/cxr-triage analyze test-images/bundled/*.dcm
 
-## test: set up, make the fixtures, and pass lint + every test.
-test: setup-test fixtures lint unit
+## test: set up, make the fixtures, and pass lint + every test + the
+## offline validation of deploy/ (kustomize, Kubernetes schema, systemd).
+test: setup-test fixtures lint unit deploy-check
 
 setup-run:
 	scripts/setup.sh run
@@ -48,6 +49,9 @@ lint:
 
 unit:
 	$(CARGO) test --workspace --locked
+
+deploy-check:
+	bash deploy/check.sh
 
 ## bench: criterion benches of decode + VOI per transfer syntax, and of
 ## preprocess + inference per model and batch size; the service under

@@ -20,6 +20,11 @@ pub struct ServiceConfig {
     pub listen: SocketAddr,
     /// Prometheus metrics listen address (HTTP `/metrics`); empty to disable.
     pub metrics_listen: Option<SocketAddr>,
+    /// A plaintext gRPC listener serving only `grpc.health.v1` (no patient
+    /// data, no other method), for probes that cannot speak TLS or present
+    /// a token — Kubernetes' native gRPC probes, a load balancer's health
+    /// check. Unset: health is on `listen` only.
+    pub health_listen: Option<SocketAddr>,
     /// Data directory: the worklist database lives here.
     pub data_dir: PathBuf,
     /// Models, execution provider, batching, operating points.
@@ -142,6 +147,7 @@ impl Default for ServiceConfig {
         ServiceConfig {
             listen: "127.0.0.1:50051".parse().expect("literal"),
             metrics_listen: Some("127.0.0.1:9464".parse().expect("literal")),
+            health_listen: None,
             data_dir: PathBuf::from("data"),
             engine: EngineConfig::default(),
             priority: PriorityPolicy::default(),
@@ -215,6 +221,7 @@ impl ServiceConfig {
         for key in unset {
             match key.as_str() {
                 "metrics_listen" => self.metrics_listen = None,
+                "health_listen" => self.health_listen = None,
                 "dicom.stow_listen" => self.dicom.stow_listen = None,
                 "dicom.spool_dir" => self.dicom.spool_dir = None,
                 "dicom.destination" => self.dicom.destination = None,
@@ -252,6 +259,7 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
 /// but may be set from the environment.
 const OPTIONAL_KEYS: &[&str] = &[
     "metrics_listen",
+    "health_listen",
     "decode.library",
     "audit.syslog",
     "tls.cert",

@@ -242,6 +242,27 @@ pub async fn run(
             .context("TLS configuration")?;
     }
 
+    if let Some(health_addr) = config.health_listen {
+        let health_listener = tokio::net::TcpListener::bind(health_addr)
+            .await
+            .with_context(|| format!("binding the health listener {health_addr}"))?;
+        tracing::info!(addr = %health_addr, "gRPC health (plaintext, health only) listening");
+        let only_health = health_service.clone();
+        let mut stopping = stopping_tx.subscribe();
+        tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(health_listener);
+            let stop = async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            };
+            if let Err(e) = Server::builder()
+                .add_service(only_health)
+                .serve_with_incoming_shutdown(incoming, stop)
+                .await
+            {
+                tracing::error!(error = %e, "health listener failed");
+            }
+        });
+    }
     let addr = listener.local_addr()?;
     tracing::info!(%addr, tls = config.tls.is_some(), "gRPC listening");
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);

@@ -8,8 +8,11 @@ use cxr_campaign::evaluate::EvaluateOptions;
 /// Options of `cxr-triage evaluate`.
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
-    /// Results of `cxr-triage score` (`.csv` or `.jsonl`).
-    pub results: PathBuf,
+    /// Results of `cxr-triage score` (`.csv` or `.jsonl`): one file, or the
+    /// shard files of a campaign split with `score --shard I/N` (merged;
+    /// an image in two files is an error).
+    #[arg(required = true)]
+    pub results: Vec<PathBuf>,
     /// Ground truth CSV: a `sop_instance_uid` or `file` column, and a 0/1
     /// column per finding (`tuberculosis`, `malignant_nodule`), as `cxr-triage
     /// synth` writes `labels.csv`. Rows match by SOP Instance UID when the

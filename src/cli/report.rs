@@ -8,8 +8,11 @@ use cxr_campaign::report::ReportOptions;
 /// Options of `cxr-triage report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Results of `cxr-triage score` (`.csv` or `.jsonl`).
-    pub results: PathBuf,
+    /// Results of `cxr-triage score` (`.csv` or `.jsonl`): one file, or the
+    /// shard files of a campaign split with `score --shard I/N` (merged;
+    /// an image in two files is an error).
+    #[arg(required = true)]
+    pub results: Vec<PathBuf>,
     /// The JSON of `cxr-triage evaluate --json` (adds ROC curves and metrics).
     #[arg(long)]
     pub evaluation: Option<PathBuf>,

@@ -549,13 +549,23 @@ async fn access_and_slot_attacks_on_the_real_binary_get_clear_answers() {
         ),
     )
     .unwrap();
+    let health_port = free_port();
     let server = Server::start(
         &data.path().join("data"),
         &["--config", config.to_str().unwrap()],
-        &[],
+        &[("CXR_HEALTH_LISTEN", format!("127.0.0.1:{health_port}"))],
     );
     let ch = plain_channel(server.addr).await;
     wait_serving(ch.clone()).await;
+    // The health-only listener answers probes without credentials, and
+    // serves nothing else.
+    let probe = plain_channel(([127, 0, 0, 1], health_port).into()).await;
+    wait_serving(probe.clone()).await;
+    let err = TriageClient::new(probe)
+        .list_worklist(pb::ListWorklistRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented, "{err}");
     let mut client = TriageClient::new(ch.clone());
     let hour = now() + 3600;
     let reader = token(&provider, ISSUER, "dr.lan", &["radiologist"], hour);

@@ -142,6 +142,38 @@ fn a_campaign_is_scored_resumed_sharded_and_evaluated() {
     }
     assert_eq!(union.len(), 60);
     assert_eq!(union.iter().collect::<BTreeSet<_>>().len(), 60);
+    // The merge step: evaluate reads the three shard files as one campaign
+    // (what the campaign Job's merge does), and refuses a shard given twice.
+    let shards: Vec<String> = (0..3)
+        .map(|i| {
+            tmp.path()
+                .join(format!("shard-{i}.csv"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let labels_csv = films.join("labels.csv");
+    let merged_json = tmp.path().join("merged.json");
+    let mut args = vec!["evaluate".to_string()];
+    args.extend(shards.iter().cloned());
+    args.extend([
+        "--truth".into(),
+        labels_csv.display().to_string(),
+        "--json".into(),
+        merged_json.display().to_string(),
+    ]);
+    assert!(run(bin().args(&args)).status.success());
+    let merged: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&merged_json).unwrap()).unwrap();
+    assert_eq!(merged["results"], 60);
+    assert_eq!(merged["matched"], 40);
+    let twice = bin()
+        .args(["evaluate", &shards[0], &shards[0], "--truth"])
+        .arg(&labels_csv)
+        .output()
+        .unwrap();
+    assert!(!twice.status.success());
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("must not overlap"));
 
     // Evaluate against the synthetic truth; the AUC and the operating-point
     // figures agree with ones computed here from the rows and labels.

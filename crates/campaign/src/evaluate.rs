@@ -20,13 +20,14 @@ use anyhow::Context;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::results::read_results;
+use super::results::read_all_results;
 
 /// Options of `cxr-triage evaluate`.
 #[derive(Debug, Clone)]
 pub struct EvaluateOptions {
-    /// Results of `cxr-triage score` (`.csv` or `.jsonl`).
-    pub results: PathBuf,
+    /// Results of `cxr-triage score` (`.csv` or `.jsonl`): one file, or a
+    /// sharded campaign's files.
+    pub results: Vec<PathBuf>,
     /// Ground truth CSV: a `sop_instance_uid` or `file` column, and a 0/1
     /// column per finding (`tuberculosis`, `malignant_nodule`), as `cxr-triage
     /// synth` writes `labels.csv`. Rows match by SOP Instance UID when the
@@ -266,7 +267,7 @@ fn read_truth(path: &Path) -> anyhow::Result<(Vec<String>, TruthRows)> {
 
 /// Evaluates (see the module docs).
 pub fn evaluate(args: &EvaluateOptions) -> anyhow::Result<Evaluation> {
-    let results = read_results(&args.results)?;
+    let results = read_all_results(&args.results)?;
     let (header, truth) = read_truth(&args.truth)?;
     let by_uid = header.iter().any(|h| h == "sop_instance_uid");
     let by_file = header.iter().any(|h| h == "file");
@@ -488,7 +489,7 @@ fn site_file(e: &Evaluation, name: &str, args: &EvaluateOptions) -> String {
         "# Site operating points chosen by `cxr-triage evaluate` from {} against {}:\n\
          # the highest threshold reaching {} sensitivity per finding.\n\
          # Load with `cxr-triage serve --config THIS_FILE` (or merge into your configuration).\n",
-        args.results.display(),
+        super::results::describe_results(&args.results),
         args.truth.display(),
         pct(e.target_sensitivity)
     ));

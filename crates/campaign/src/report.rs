@@ -10,13 +10,14 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::results::{read_results, ResultRow};
+use super::results::{read_all_results, ResultRow};
 
 /// Options of `cxr-triage report`.
 #[derive(Debug, Clone)]
 pub struct ReportOptions {
-    /// Results of `cxr-triage score` (`.csv` or `.jsonl`).
-    pub results: PathBuf,
+    /// Results of `cxr-triage score` (`.csv` or `.jsonl`): one file, or a
+    /// sharded campaign's files.
+    pub results: Vec<PathBuf>,
     /// The JSON of `cxr-triage evaluate --json` (adds ROC curves and metrics).
     pub evaluation: Option<PathBuf>,
     /// The HTML page to write.
@@ -27,7 +28,7 @@ pub struct ReportOptions {
 
 /// Runs `report`.
 pub fn run(args: &ReportOptions) -> anyhow::Result<std::process::ExitCode> {
-    let rows = read_results(&args.results)?;
+    let rows = read_all_results(&args.results)?;
     let evaluation = match &args.evaluation {
         Some(p) => Some(
             serde_json::from_str::<serde_json::Value>(
@@ -41,7 +42,7 @@ pub fn run(args: &ReportOptions) -> anyhow::Result<std::process::ExitCode> {
         &args.title,
         &rows,
         evaluation.as_ref(),
-        &args.results.display().to_string(),
+        &super::results::describe_results(&args.results),
     );
     std::fs::write(&args.out, html).with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("report written to {}", args.out.display());

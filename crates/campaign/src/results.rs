@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -204,6 +204,43 @@ fn csv_field(row: &ResultRow, column: &str) -> String {
             }
         }
     }
+}
+
+/// Reads the results files of one campaign — one file, or the shard files
+/// of `score --shard I/N` run on several machines (the merge step) — as one
+/// list, in the order given. A SOP Instance UID in two files (a shard
+/// scored twice, or overlapping inputs) is an error rather than counted
+/// twice.
+pub fn read_all_results(paths: &[PathBuf]) -> anyhow::Result<Vec<ResultRow>> {
+    let mut rows = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for (n, path) in paths.iter().enumerate() {
+        for row in read_results(path)? {
+            if !row.sop_instance_uid.is_empty() {
+                if let Some(first) = seen.insert(row.sop_instance_uid.clone(), n) {
+                    anyhow::bail!(
+                        "{} and {} both hold a result for one image (SOP Instance UID {}): \
+                         shards must not overlap",
+                        paths[first].display(),
+                        path.display(),
+                        row.sop_instance_uid
+                    );
+                }
+            }
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// The results files named for a page or a file header: `a.csv`, or
+/// `a.csv + b.csv + …`.
+pub fn describe_results(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 /// Reads a results file written by `score` (CSV or JSON Lines).
