@@ -13,7 +13,7 @@ export ORT_DYLIB_PATH
 RUST_LIB_BACKTRACE ?= 0
 export RUST_LIB_BACKTRACE
 
-.PHONY: run demo test setup-run setup-test build fixtures lint unit deploy-check bench bench-baseline bench-pipeline fuzz clean-fixtures
+.PHONY: run demo test setup-run setup-test build fixtures lint unit deploy-check image-check image bench bench-baseline bench-pipeline fuzz clean-fixtures
 
 ## run: set up, build, check the bundled models, and serve on embedded
 ## defaults (gRPC 127.0.0.1:50051, metrics 127.0.0.1:9464, data in ./data).
@@ -28,7 +28,7 @@ demo: setup-run build
 
 ## test: set up, make the fixtures, and pass lint + every test + the
 ## offline validation of deploy/ (kustomize, Kubernetes schema, systemd).
-test: setup-test fixtures lint unit deploy-check
+test: setup-test fixtures lint unit deploy-check image-check
 
 setup-run:
 	scripts/setup.sh run
@@ -52,6 +52,15 @@ unit:
 
 deploy-check:
 	bash deploy/check.sh
+
+## image-check: build the container image (from the debug binary the tests
+## built) and run it: healthy, a film in by DICOM, SIGTERM (deploy/container).
+image-check:
+	bash deploy/container/test.sh
+
+## image: the release CPU image, localhost/cxr-triage:cpu, built offline.
+image: setup-run build
+	deploy/container/build.sh localhost/cxr-triage:cpu
 
 ## bench: criterion benches of decode + VOI per transfer syntax, and of
 ## preprocess + inference per model and batch size; the service under

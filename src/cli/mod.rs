@@ -5,6 +5,7 @@ mod analyze;
 mod audit;
 mod bench;
 mod evaluate;
+mod health;
 mod inspect;
 mod models;
 mod preprocess;
@@ -78,6 +79,9 @@ pub enum Command {
     /// The audit trail of who read and changed what: `verify` checks its
     /// hash chain, `show` prints the latest records.
     Audit(AuditArgs),
+    /// Ask a running service whether it is SERVING (models warm): exit 0
+    /// if so (a container HEALTHCHECK, a script's probe).
+    Health(health::HealthArgs),
     /// Apply the retention policy now (`serve` does it daily): previews,
     /// heatmaps and the change log of read studies older than the retention.
     Purge(PurgeArgs),
@@ -98,6 +102,7 @@ impl Command {
             Command::Bench(args) => cxr_campaign::bench::run(&args.options()),
             Command::Audit(args) => audit::run(&args),
             Command::Purge(args) => purge::run(&args),
+            Command::Health(args) => health::run(&args),
         }
     }
 }

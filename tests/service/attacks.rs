@@ -566,6 +566,21 @@ async fn access_and_slot_attacks_on_the_real_binary_get_clear_answers() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented, "{err}");
+    // `cxr-triage health` (the image's HEALTHCHECK) reads the same.
+    let probe = |port: u16| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cxr-triage"))
+            .args(["health", "--addr", &format!("http://127.0.0.1:{port}")])
+            .output()
+            .unwrap()
+    };
+    let up = probe(health_port);
+    assert_eq!(up.status.code(), Some(0), "{up:?}");
+    assert_eq!(String::from_utf8_lossy(&up.stdout).trim(), "SERVING");
+    assert_eq!(
+        probe(free_port()).status.code(),
+        Some(2),
+        "nothing listens there"
+    );
     let mut client = TriageClient::new(ch.clone());
     let hour = now() + 3600;
     let reader = token(&provider, ISSUER, "dr.lan", &["radiologist"], hour);
