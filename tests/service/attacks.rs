@@ -159,6 +159,21 @@ fn multipart(boundary: &str, part: &[u8]) -> Vec<u8> {
     b
 }
 
+/// `n` STOW-RS posts of `body` at once, each from its own thread: every
+/// status and reply.
+fn post_at_once(stow: std::net::SocketAddr, body: &Arc<Vec<u8>>, n: usize) -> Vec<(u16, Vec<u8>)> {
+    let posts: Vec<_> = (0..n)
+        .map(|_| {
+            let body = Arc::clone(body);
+            std::thread::spawn(move || http(stow, "POST", "/studies", STOW_TYPE, &body, None))
+        })
+        .collect();
+    posts
+        .into_iter()
+        .map(|p| p.join().unwrap().expect("STOW-RS answers"))
+        .collect()
+}
+
 const STOW_TYPE: &str = "multipart/related; type=\"application/dicom\"; boundary=XyZ";
 
 /// The service's own peak resident memory, MiB, once its gauge (updated
@@ -257,14 +272,7 @@ async fn memory_attacks_on_the_real_binary_are_refused_within_bounds() {
     let base = fresh_peak_mib(pid, metrics).await;
     let stow = std::net::SocketAddr::from(([127, 0, 0, 1], stow_port));
     let body = Arc::new(multipart("XyZ", &bomb));
-    let posts: Vec<_> = (0..6)
-        .map(|_| {
-            let body = Arc::clone(&body);
-            std::thread::spawn(move || http(stow, "POST", "/studies", STOW_TYPE, &body, None))
-        })
-        .collect();
-    for post in posts {
-        let (status, reply) = post.join().unwrap().expect("STOW-RS answers");
+    for (status, reply) in post_at_once(stow, &body, 6) {
         assert_eq!(status, 409, "{}", String::from_utf8_lossy(&reply));
     }
     let after_stow_bombs = peak_mib(metrics).await;
@@ -282,14 +290,7 @@ async fn memory_attacks_on_the_real_binary_are_refused_within_bounds() {
     // (512 MiB): the others wait their turn.
     let big = Arc::new(multipart("XyZ", &vec![0x55u8; 300 << 20]));
     let base = fresh_peak_mib(pid, metrics).await;
-    let posts: Vec<_> = (0..3)
-        .map(|_| {
-            let big = Arc::clone(&big);
-            std::thread::spawn(move || http(stow, "POST", "/studies", STOW_TYPE, &big, None))
-        })
-        .collect();
-    for post in posts {
-        let (status, reply) = post.join().unwrap().expect("STOW-RS answers");
+    for (status, reply) in post_at_once(stow, &big, 3) {
         assert_eq!(status, 409, "{}", String::from_utf8_lossy(&reply));
         let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
         // Failure Reason A700, out of resources.
