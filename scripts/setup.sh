@@ -12,7 +12,7 @@ purpose=${1:-run}
 
 packages=(cmake g++ make)
 if [ "$purpose" = test ]; then
-  packages+=(dcmtk dicom3tools openjph-tools libopenjp2-tools openssl orthanc curl systemd podman runc mmdebstrap)
+  packages+=(dcmtk dicom3tools openjph-tools libopenjp2-tools openssl orthanc curl systemd podman runc catatonit mmdebstrap)
 fi
 
 missing=()

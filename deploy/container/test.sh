@@ -89,6 +89,45 @@ echo "image: a radiograph sent by C-STORE is on the worklist"
 mode=$(stat -c '%a %u' "$data/worklist.sqlite")
 [ "$mode" = "600 10001" ] || { echo "image: worklist.sqlite is '$mode', not 600 of 10001" >&2; exit 1; }
 
+# The rendered CPU Deployment under `podman kube play` (host network,
+# loopback configuration; Secrets dropped): it comes up healthy.
+kport=$(free_port); khealth=$(free_port)
+cat > "$work/kube.toml" <<TOML
+listen = "127.0.0.1:$kport"
+health_listen = "127.0.0.1:$khealth"
+data_dir = "/var/lib/cxr-triage"
+
+[engine]
+models_dir = "/opt/cxr-triage/models"
+
+[engine.session]
+provider = "cpu"
+TOML
+.venv/bin/kubectl kustomize deploy/kubernetes/overlays/cpu > "$work/cpu.yaml"
+.venv/bin/python deploy/container/kube_smoke.py "$work/cpu.yaml" "$work/kube.toml" "$tag" > "$work/smoke.yaml"
+printf '[containers]\ndefault_ulimits = ["nofile=%s:%s", "nproc=%s:%s"]\n[engine]\nruntime = "runc"\n' \
+  "$nofile" "$nofile" "$nproc" "$nproc" > "$work/containers.conf"
+# The claim's volume, made first so that the service user owns it (what
+# fsGroup does on a cluster).
+podman volume rm -f cxr-triage-data cxr-triage-config >/dev/null 2>&1 || true
+podman volume create cxr-triage-data >/dev/null
+kube_data=$(podman volume inspect -f '{{.Mountpoint}}' cxr-triage-data)
+chown 10001:10001 "$kube_data" && chmod 0700 "$kube_data"
+CONTAINERS_CONF=$work/containers.conf podman kube play --network host "$work/smoke.yaml" \
+  >"$work/kube.out" 2>&1 || { cat "$work/kube.out" >&2; exit 1; }
+kube_ok=0
+for _ in $(seq 120); do
+  if "${CXR_BINARY:-target/debug/cxr-triage}" health --addr "http://127.0.0.1:$khealth" >/dev/null 2>&1; then
+    kube_ok=1; break
+  fi
+  sleep 1
+done
+podman pod logs "$(podman pod ps -q --filter name=cxr-triage-pod | head -n 1)" >"$work/kube.log" 2>&1 || true
+podman kube down "$work/smoke.yaml" >/dev/null 2>&1 || true
+podman volume rm -f cxr-triage-data cxr-triage-config >/dev/null 2>&1 || true
+[ "$kube_ok" = 1 ] || { cat "$work/kube.out" "$work/kube.log" >&2; echo "kube play: never healthy" >&2; exit 1; }
+echo "image: the rendered CPU Deployment runs under podman kube play and turns SERVING"
+
 stop_started=$(date +%s)
 podman stop -t 30 "$name" >/dev/null 2>>"$work/podman.err"
 code=$(podman inspect --format '{{.State.ExitCode}}' "$name")
