@@ -12,11 +12,34 @@
 //! A result is committed before `put_image` returns; a re-sent image (same
 //! SOP Instance UID) replaces its result, never duplicates it.
 
+mod postgres;
+mod shared;
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use serde::{Deserialize, Serialize};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+/// Opens the worklist store `url` names: `postgres://…` (or
+/// `postgresql://…`) for a PostgreSQL database that several replicas share
+/// (at most `connections` connections), anything else a SQLite file path
+/// (`sqlite://` optional), the embedded default.
+pub fn open_store(
+    url: &str,
+    connections: usize,
+) -> Result<std::sync::Arc<dyn WorklistStore>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(PostgresStore::open(url, connections)?))
+    } else {
+        let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        Ok(std::sync::Arc::new(SqliteStore::open(
+            std::path::Path::new(path),
+        )?))
+    }
+}
 
 use cxr_findings::priority::{Priority, PriorityAssessment, Unread};
 use cxr_findings::{FindingResult, HeatmapSource, NotAnalyzed, OperatingPointResult, Peak, Region};
@@ -442,6 +465,17 @@ pub trait WorklistStore: Send + Sync {
     fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError>;
     /// Audit records after `sequence`, oldest first, at most `limit`.
     fn audit_after(&self, sequence: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+    /// For a store that other processes write too (replicas sharing one
+    /// database): calls `wake`, from a thread of the store's, with the
+    /// sequence number of each event committed by any writer, and with 0
+    /// when events may have been missed or every few seconds of quiet (look
+    /// for yourself), until `wake` returns false. Returns false, calling
+    /// nothing, for a store only this process writes (the default): the
+    /// pipeline announces its own events.
+    fn watch_commits(&self, wake: std::sync::Arc<dyn Fn(u64) -> bool + Send + Sync>) -> bool {
+        let _ = wake;
+        false
+    }
 }
 
 /// What a purge removed.

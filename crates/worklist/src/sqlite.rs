@@ -5,12 +5,13 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::shared::{self, json_err, unread_name, ImageRow, StudyColumns, Value, STUDY_COLUMNS};
 use super::{
     AuditEntry, AuditRecord, Event, EventKind, ImageIdentity, ImageRecord, ListQuery, Page, Purged,
     StoreError, Stored, StoredHeatmap, StoredImage, StoredReason, StoredResult, StudyStatus,
     StudySummary, WorklistStore,
 };
-use cxr_findings::priority::{self, Priority, PriorityAssessment, Unread};
+use cxr_findings::priority::{Priority, PriorityAssessment};
 use cxr_findings::NotAnalyzed;
 use cxr_model::FindingId;
 
@@ -99,10 +100,6 @@ fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
-fn json_err(e: serde_json::Error) -> StoreError {
-    StoreError::Database(format!("stored JSON: {e}"))
-}
-
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
@@ -139,7 +136,9 @@ impl SqliteStore {
             )));
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.transaction().map_err(db)?;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db)?;
             tx.execute_batch(sql).map_err(db)?;
             tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
                 .map_err(db)?;
@@ -155,38 +154,14 @@ impl SqliteStore {
     }
 }
 
-fn unread_name(u: Option<Unread>) -> Option<&'static str> {
-    u.map(|u| match u {
-        Unread::SetAside => "set_aside",
-        Unread::Failed => "failed",
-    })
-}
-
-fn parse_unread(s: Option<String>) -> Option<Unread> {
-    match s.as_deref() {
-        Some("set_aside") => Some(Unread::SetAside),
-        Some("failed") => Some(Unread::Failed),
-        _ => None,
-    }
-}
-
-/// A study that was read or dismissed goes back on the worklist (status NEW,
-/// with when and why) when a later image raises its priority or is itself
-/// URGENT or CRITICAL: the reader has not seen that evidence. A routine
-/// image, or one set aside (a lateral), does not reopen it.
+/// Puts a read or dismissed study back on the worklist when `record` is
+/// evidence its reader has not seen ([`shared::reopen_reason`]).
 fn reopen_if_new_evidence(
     tx: &Transaction<'_>,
     record: &ImageRecord,
     status: &str,
     rank_before: i64,
 ) -> Result<(), StoreError> {
-    let closed = matches!(
-        StudyStatus::parse(status),
-        Some(StudyStatus::Read | StudyStatus::Dismissed)
-    );
-    if !closed {
-        return Ok(());
-    }
     let study_uid = &record.identity.study_instance_uid;
     let rank_after: i64 = tx
         .query_row(
@@ -195,23 +170,14 @@ fn reopen_if_new_evidence(
             |r| r.get(0),
         )
         .map_err(db)?;
-    let image = record.assessment.priority;
-    let raised = rank_after > rank_before;
-    let urgent = image.rank() >= Priority::Urgent.rank();
-    if !(raised || urgent) {
-        return Ok(());
+    if let Some(why) = shared::reopen_reason(record, status, rank_before, rank_after) {
+        tx.execute(
+            "UPDATE studies SET status = 'NEW', reopened_at = ?1, reopened_reason = ?2
+             WHERE study_uid = ?3",
+            params![record.received_ms, why, study_uid],
+        )
+        .map_err(db)?;
     }
-    let why = format!(
-        "new {} image after the study was {}",
-        image.as_str(),
-        status.to_lowercase()
-    );
-    tx.execute(
-        "UPDATE studies SET status = 'NEW', reopened_at = ?1, reopened_reason = ?2
-         WHERE study_uid = ?3",
-        params![record.received_ms, why, study_uid],
-    )
-    .map_err(db)?;
     Ok(())
 }
 
@@ -223,46 +189,25 @@ fn recompute_study(tx: &Transaction<'_>, study_uid: &str) -> Result<(), StoreErr
              FROM images WHERE study_uid = ?1 ORDER BY received",
         )
         .map_err(db)?;
-    let rows: Vec<(String, Option<String>, i64, String, String, String)> = stmt
+    let rows: Vec<ImageRow> = stmt
         .query_map([study_uid], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
+            Ok(ImageRow {
+                assessment: r.get(0)?,
+                unread: r.get(1)?,
+                received: r.get(2)?,
+                modality: r.get(3)?,
+                accession: r.get(4)?,
+                study_date: r.get(5)?,
+            })
         })
         .map_err(db)?
         .collect::<Result<_, _>>()
         .map_err(db)?;
-    if rows.is_empty() {
+    let Some(row) = shared::summarise(&rows)? else {
         tx.execute("DELETE FROM studies WHERE study_uid = ?1", [study_uid])
             .map_err(db)?;
         return Ok(());
-    }
-    let assessments: Vec<(PriorityAssessment, Option<Unread>)> = rows
-        .iter()
-        .map(|(a, u, ..)| {
-            Ok((
-                serde_json::from_str(a).map_err(json_err)?,
-                parse_unread(u.clone()),
-            ))
-        })
-        .collect::<Result<_, StoreError>>()?;
-    let study = priority::study_priority(assessments.iter().map(|(a, u)| (a, *u)));
-    let first = rows.iter().map(|r| r.2).min().unwrap_or(0);
-    let last = rows.iter().map(|r| r.2).max().unwrap_or(0);
-    let mut modalities: Vec<&str> = rows
-        .iter()
-        .map(|r| r.3.as_str())
-        .filter(|m| !m.is_empty())
-        .collect();
-    modalities.sort_unstable();
-    modalities.dedup();
-    let latest = rows.last().expect("non-empty");
-    let assessment = serde_json::to_string(&study).map_err(json_err)?;
+    };
     tx.execute(
         "INSERT INTO studies (study_uid, accession, priority_rank, top_score, assessment, status,
                               first_received, last_received, modalities, study_date, image_count)
@@ -275,75 +220,49 @@ fn recompute_study(tx: &Transaction<'_>, study_uid: &str) -> Result<(), StoreErr
            image_count = excluded.image_count",
         params![
             study_uid,
-            latest.4,
-            study.priority.rank(),
-            f64::from(study.top_score),
-            assessment,
-            first,
-            last,
-            format!(",{},", modalities.join(",")),
-            latest.5,
-            rows.len() as i64,
+            row.accession,
+            row.rank,
+            row.top_score,
+            row.assessment,
+            row.first_received,
+            row.last_received,
+            row.modalities,
+            row.study_date,
+            row.image_count,
         ],
     )
     .map_err(db)?;
     Ok(())
 }
 
-const STUDY_COLUMNS: &str = "study_uid, accession, assessment, status, status_by, status_at,
-    first_received, last_received, modalities, study_date, image_count, priority_rank, top_score,
-    reopened_at, reopened_reason";
-
-fn study_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(StudySummary, String)> {
-    let assessment: String = r.get(2)?;
-    let status: String = r.get(3)?;
-    let modalities: String = r.get(8)?;
-    Ok((
-        StudySummary {
-            study_instance_uid: r.get(0)?,
-            accession_number: r.get(1)?,
-            assessment: PriorityAssessment {
-                priority: Priority::Routine,
-                reasons: Vec::new(),
-                top_score: 0.0,
-            },
-            status: StudyStatus::parse(&status).unwrap_or(StudyStatus::New),
-            status_by: r.get(4)?,
-            status_at_ms: r.get(5)?,
-            first_received_ms: r.get(6)?,
-            last_received_ms: r.get(7)?,
-            modalities: modalities
-                .split(',')
-                .filter(|m| !m.is_empty())
-                .map(String::from)
-                .collect(),
-            study_date: r.get(9)?,
-            image_count: r.get::<_, i64>(10)? as u32,
-            reopened_at_ms: r.get(13)?,
-            reopened_reason: r.get(14)?,
-        },
-        assessment,
-    ))
-}
-
-fn finish_study(
-    (mut study, assessment): (StudySummary, String),
-) -> Result<StudySummary, StoreError> {
-    study.assessment = serde_json::from_str(&assessment).map_err(json_err)?;
-    Ok(study)
+fn study_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StudyColumns> {
+    Ok(StudyColumns {
+        study_uid: r.get(0)?,
+        accession: r.get(1)?,
+        assessment: r.get(2)?,
+        status: r.get(3)?,
+        status_by: r.get(4)?,
+        status_at: r.get(5)?,
+        first_received: r.get(6)?,
+        last_received: r.get(7)?,
+        modalities: r.get(8)?,
+        study_date: r.get(9)?,
+        image_count: r.get(10)?,
+        reopened_at: r.get(13)?,
+        reopened_reason: r.get(14)?,
+    })
 }
 
 fn load_study(conn: &Connection, study_uid: &str) -> Result<StudySummary, StoreError> {
-    let row = conn
-        .query_row(
-            &format!("SELECT {STUDY_COLUMNS} FROM studies WHERE study_uid = ?1"),
-            [study_uid],
-            study_from_row,
-        )
-        .optional()
-        .map_err(db)?
-        .ok_or_else(|| StoreError::NotFound(format!("study {study_uid}")))?;
-    finish_study(row)
+    conn.query_row(
+        &format!("SELECT {STUDY_COLUMNS} FROM studies WHERE study_uid = ?1"),
+        [study_uid],
+        study_from_row,
+    )
+    .optional()
+    .map_err(db)?
+    .ok_or_else(|| StoreError::NotFound(format!("study {study_uid}")))?
+    .finish()
 }
 
 fn insert_event(
@@ -365,53 +284,12 @@ fn insert_event(
     Ok(tx.last_insert_rowid() as u64)
 }
 
-/// Keyset page token: the sort key of the last study of the page.
-fn encode_token(s: &StudySummary) -> String {
-    format!(
-        "{}.{:08x}.{}.{}",
-        s.assessment.priority.rank(),
-        s.assessment.top_score.to_bits(),
-        s.first_received_ms,
-        hex(&s.study_instance_uid)
-    )
-}
-
-fn hex(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<String> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes?).ok()
-}
-
-fn decode_token(t: &str) -> Result<(i64, f32, i64, String), StoreError> {
-    let bad = || StoreError::Invalid("page_token is not one this server issued".into());
-    let mut parts = t.split('.');
-    let rank = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-    let score = parts
-        .next()
-        .and_then(|p| u32::from_str_radix(p, 16).ok())
-        .map(f32::from_bits)
-        .ok_or_else(bad)?;
-    let first = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-    let uid = parts.next().and_then(unhex).ok_or_else(bad)?;
-    if parts.next().is_some() {
-        return Err(bad());
-    }
-    Ok((rank, score, first, uid))
-}
-
 impl WorklistStore for SqliteStore {
     fn put_image(&self, record: &ImageRecord) -> Result<Stored, StoreError> {
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(db)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db)?;
         let id = &record.identity;
         let existing: Option<(String, String)> = tx
             .query_row(
@@ -421,24 +299,7 @@ impl WorklistStore for SqliteStore {
             )
             .optional()
             .map_err(db)?;
-        // Only whoever filed a result (or an administrator) may replace
-        // it: another uploader re-sending the SOP Instance UID must not
-        // turn a CRITICAL result into something else.
-        let source = match &existing {
-            Some((_, before)) if record.source.name.is_empty() => before.clone(),
-            Some((_, before))
-                if !before.is_empty()
-                    && *before != record.source.name
-                    && !record.source.may_replace_others =>
-            {
-                return Err(StoreError::Conflict(
-                    "this image's result was filed by another source; only that source or an \
-                     administrator may replace it"
-                        .into(),
-                ));
-            }
-            _ => record.source.name.clone(),
-        };
+        let source = shared::resolve_source(existing.as_ref().map(|(_, s)| s.as_str()), record)?;
         let previous = existing.map(|(study, _)| study);
         // The study as it was, to see whether this image reopens it.
         let before: Option<(String, i64)> = tx
@@ -516,97 +377,31 @@ impl WorklistStore for SqliteStore {
     }
 
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let sql = shared::list_sql(query, '?')?;
+        let values: Vec<rusqlite::types::Value> = sql
+            .values
+            .into_iter()
+            .map(|v| match v {
+                Value::Int(i) => i.into(),
+                Value::Real(f) => f.into(),
+                Value::Text(t) => t.into(),
+            })
+            .collect();
         let conn = self.lock();
-        let statuses: Vec<StudyStatus> = if query.statuses.is_empty() {
-            StudyStatus::OPEN.to_vec()
-        } else {
-            query.statuses.clone()
-        };
-        let mut filter = vec![format!(
-            "status IN ({})",
-            statuses
-                .iter()
-                .map(|s| format!("'{}'", s.as_str()))
-                .collect::<Vec<_>>()
-                .join(",")
-        )];
-        if !query.priorities.is_empty() {
-            filter.push(format!(
-                "priority_rank IN ({})",
-                query
-                    .priorities
-                    .iter()
-                    .map(|p| p.rank().to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ));
-        }
-        let mut values: Vec<rusqlite::types::Value> = Vec::new();
-        if let Some(after) = query.received_after_ms {
-            values.push(after.into());
-            filter.push(format!("first_received >= ?{}", values.len()));
-        }
-        if let Some(before) = query.received_before_ms {
-            values.push(before.into());
-            filter.push(format!("first_received < ?{}", values.len()));
-        }
-        if let Some(m) = query.modality.as_deref().filter(|m| !m.is_empty()) {
-            values.push(format!("%,{m},%").into());
-            filter.push(format!("modalities LIKE ?{}", values.len()));
-        }
-        let where_filter = filter.join(" AND ");
         let total: i64 = conn
             .query_row(
-                &format!("SELECT COUNT(*) FROM studies WHERE {where_filter}"),
-                rusqlite::params_from_iter(values.iter()),
+                &sql.count,
+                rusqlite::params_from_iter(values[..sql.count_values].iter()),
                 |r| r.get(0),
             )
             .map_err(db)?;
-        let mut page_filter = where_filter.clone();
-        if let Some(token) = query.page_token.as_deref().filter(|t| !t.is_empty()) {
-            let (rank, score, first, uid) = decode_token(token)?;
-            let base = values.len();
-            values.push(rank.into());
-            values.push(f64::from(score).into());
-            values.push(first.into());
-            values.push(uid.into());
-            let (r, s, f, u) = (base + 1, base + 2, base + 3, base + 4);
-            page_filter.push_str(&format!(
-                " AND (priority_rank < ?{r} OR (priority_rank = ?{r} AND (top_score < ?{s} OR (top_score = ?{s} AND (first_received > ?{f} OR (first_received = ?{f} AND study_uid > ?{u}))))))"
-            ));
-        }
-        let size = if query.page_size == 0 {
-            50
-        } else {
-            query.page_size.min(500)
-        };
-        let sql = format!(
-            "SELECT {STUDY_COLUMNS} FROM studies WHERE {page_filter}
-             ORDER BY priority_rank DESC, top_score DESC, first_received, study_uid LIMIT {}",
-            size + 1
-        );
-        let mut stmt = conn.prepare(&sql).map_err(db)?;
-        let rows: Vec<(StudySummary, String)> = stmt
+        let mut stmt = conn.prepare(&sql.page).map_err(db)?;
+        let rows: Vec<StudyColumns> = stmt
             .query_map(rusqlite::params_from_iter(values.iter()), study_from_row)
             .map_err(db)?
             .collect::<Result<_, _>>()
             .map_err(db)?;
-        let more = rows.len() > size as usize;
-        let studies: Vec<StudySummary> = rows
-            .into_iter()
-            .take(size as usize)
-            .map(finish_study)
-            .collect::<Result<_, _>>()?;
-        let next_page_token = if more {
-            studies.last().map(encode_token)
-        } else {
-            None
-        };
-        Ok(Page {
-            studies,
-            next_page_token,
-            total: total as u32,
-        })
+        shared::page(rows, sql.size, total)
     }
 
     fn get_study(&self, study_uid: &str) -> Result<(StudySummary, Vec<StoredImage>), StoreError> {
@@ -672,7 +467,9 @@ impl WorklistStore for SqliteStore {
         at_ms: i64,
     ) -> Result<(StudySummary, u64), StoreError> {
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(db)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db)?;
         let changed = tx
             .execute(
                 // Reading (or dismissing) a reopened study again clears the
@@ -702,7 +499,9 @@ impl WorklistStore for SqliteStore {
 
     fn audit(&self, entry: &AuditEntry) -> Result<u64, StoreError> {
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(db)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db)?;
         let (last, prev): (i64, String) = tx
             .query_row(
                 "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
@@ -826,12 +625,13 @@ impl WorklistStore for SqliteStore {
 
     fn purge(&self, cutoff_ms: i64, results: bool) -> Result<Purged, StoreError> {
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(db)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db)?;
         let mut purged = Purged::default();
         if results {
             // Closed studies whose every image is older than the cutoff.
-            let closed = "SELECT study_uid FROM studies
-                 WHERE status IN ('READ', 'DISMISSED') AND last_received < ?1";
+            let closed = shared::closed_before('?');
             purged.heatmaps += tx
                 .execute(
                     &format!(
@@ -857,9 +657,7 @@ impl WorklistStore for SqliteStore {
         }
         // Overlays of images in studies that are read or dismissed: an open
         // study keeps everything its reader may need.
-        let old_closed =
-            "SELECT i.sop_uid FROM images i JOIN studies s ON s.study_uid = i.study_uid
-             WHERE i.received < ?1 AND s.status IN ('READ', 'DISMISSED')";
+        let old_closed = shared::old_closed_images('?');
         purged.heatmaps += tx
             .execute(
                 &format!("DELETE FROM heatmaps WHERE sop_uid IN ({old_closed})"),
@@ -892,7 +690,7 @@ impl WorklistStore for SqliteStore {
             .map_err(db)?;
         let counts = stmt
             .query_map([], |r| {
-                Ok((Priority::from_rank(r.get(0)?), r.get::<_, i64>(1)? as u64))
+                Ok((shared::priority_of(r.get(0)?), r.get::<_, i64>(1)? as u64))
             })
             .map_err(db)?
             .collect::<Result<_, _>>()

@@ -1,4 +1,6 @@
 //! Integration tests of this crate, in one binary (one link instead of one
 //! per file).
 
+mod backends;
+mod replicas;
 mod worklist_store;

@@ -1,15 +1,19 @@
-//! The SQLite worklist on a real database file: ordering, idempotent
-//! re-sends, study priority from mixed images, status workflow, the change
-//! log, paging, heatmaps and persistence across reopen.
+//! The worklist store, one suite run against both backends — SQLite on a
+//! real database file and a real PostgreSQL server started by the tests:
+//! ordering, idempotent re-sends, study priority from mixed images, status
+//! workflow, the change log, paging, heatmaps, persistence across reopen,
+//! the audit trail, retention, who may replace a result, and several
+//! writers on one database.
 
+use crate::backends::Db;
 use cxr_findings::priority::{unread_priority, Priority, PriorityAssessment};
 use cxr_findings::{HeatmapSource, NotAnalyzed};
 use cxr_ingest::{IngestErrorKind, NotAnalyzable};
 use cxr_model::preprocess::{Geometry, ResizeMode};
 use cxr_model::FindingId;
 use cxr_worklist::{
-    EventKind, ImageIdentity, ImageRecord, ListQuery, Source, SqliteStore, StoreError,
-    StoredHeatmap, StoredResult, StudyStatus, Timings, WorklistStore,
+    EventKind, ImageIdentity, ImageRecord, ListQuery, Source, StoreError, StoredHeatmap,
+    StoredResult, StudyStatus, Timings, WorklistStore,
 };
 
 fn assessment(priority: Priority, top: f32) -> PriorityAssessment {
@@ -20,7 +24,7 @@ fn assessment(priority: Priority, top: f32) -> PriorityAssessment {
     }
 }
 
-fn record(study: &str, sop: &str, priority: Priority, top: f32, at: i64) -> ImageRecord {
+pub(crate) fn record(study: &str, sop: &str, priority: Priority, top: f32, at: i64) -> ImageRecord {
     ImageRecord {
         identity: ImageIdentity {
             study_instance_uid: study.into(),
@@ -66,7 +70,7 @@ fn unread(study: &str, sop: &str, code: &str, at: i64) -> ImageRecord {
     }
 }
 
-fn order(store: &SqliteStore) -> Vec<String> {
+fn order(store: &dyn WorklistStore) -> Vec<String> {
     store
         .list(&ListQuery::default())
         .unwrap()
@@ -76,9 +80,8 @@ fn order(store: &SqliteStore) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_worklist_is_ordered_by_priority_then_score_then_arrival() {
-    let store = SqliteStore::in_memory().unwrap();
+fn the_worklist_is_ordered_by_priority_then_score_then_arrival(db: &Db) {
+    let store = db.open();
     store
         .put_image(&record("routine-old", "1", Priority::Routine, 0.2, 100))
         .unwrap();
@@ -111,7 +114,7 @@ fn the_worklist_is_ordered_by_priority_then_score_then_arrival() {
         .put_image(&unread("lateral-only", "8", "lateral_view", 50))
         .unwrap();
     assert_eq!(
-        order(&store),
+        order(store.as_ref()),
         [
             "critical",
             "urgent-high",
@@ -129,9 +132,8 @@ fn the_worklist_is_ordered_by_priority_then_score_then_arrival() {
     );
 }
 
-#[test]
-fn a_study_takes_its_worst_image_and_laterals_do_not_lower_it() {
-    let store = SqliteStore::in_memory().unwrap();
+fn a_study_takes_its_worst_image_and_laterals_do_not_lower_it(db: &Db) {
+    let store = db.open();
     store
         .put_image(&record("s", "pa", Priority::Routine, 0.1, 10))
         .unwrap();
@@ -154,9 +156,8 @@ fn a_study_takes_its_worst_image_and_laterals_do_not_lower_it() {
     assert_eq!(study.modalities, ["DX"]);
 }
 
-#[test]
-fn a_resent_image_replaces_its_result_and_never_duplicates() {
-    let store = SqliteStore::in_memory().unwrap();
+fn a_resent_image_replaces_its_result_and_never_duplicates(db: &Db) {
+    let store = db.open();
     let first = store
         .put_image(&record("s", "img", Priority::Urgent, 0.7, 10))
         .unwrap();
@@ -173,12 +174,11 @@ fn a_resent_image_replaces_its_result_and_never_duplicates() {
         .put_image(&record("t", "img", Priority::Urgent, 0.7, 30))
         .unwrap();
     assert!(store.get_study("s").is_err());
-    assert_eq!(order(&store), ["t"]);
+    assert_eq!(order(store.as_ref()), ["t"]);
 }
 
-#[test]
-fn status_changes_are_logged_and_filter_the_default_view() {
-    let store = SqliteStore::in_memory().unwrap();
+fn status_changes_are_logged_and_filter_the_default_view(db: &Db) {
+    let store = db.open();
     store
         .put_image(&record("a", "1", Priority::Urgent, 0.7, 10))
         .unwrap();
@@ -195,7 +195,7 @@ fn status_changes_are_logged_and_filter_the_default_view() {
     store
         .update_status("a", StudyStatus::Read, "dr.lan", 40)
         .unwrap();
-    assert_eq!(order(&store), ["b"]);
+    assert_eq!(order(store.as_ref()), ["b"]);
     let read = store
         .list(&ListQuery {
             statuses: vec![StudyStatus::Read],
@@ -225,9 +225,8 @@ fn status_changes_are_logged_and_filter_the_default_view() {
     assert_eq!(after.len(), 1);
 }
 
-#[test]
-fn pages_cover_every_study_once_in_order_and_filters_apply() {
-    let store = SqliteStore::in_memory().unwrap();
+fn pages_cover_every_study_once_in_order_and_filters_apply(db: &Db) {
+    let store = db.open();
     for i in 0..23 {
         let p = [Priority::Routine, Priority::Urgent, Priority::Critical][i % 3];
         store
@@ -257,7 +256,7 @@ fn pages_cover_every_study_once_in_order_and_filters_apply() {
             None => break,
         }
     }
-    assert_eq!(seen, order_all(&store));
+    assert_eq!(seen, order_all(store.as_ref()));
     let mut unique = seen.clone();
     unique.sort();
     unique.dedup();
@@ -296,7 +295,7 @@ fn pages_cover_every_study_once_in_order_and_filters_apply() {
         .is_err());
 }
 
-fn order_all(store: &SqliteStore) -> Vec<String> {
+fn order_all(store: &dyn WorklistStore) -> Vec<String> {
     store
         .list(&ListQuery {
             page_size: 500,
@@ -309,12 +308,9 @@ fn order_all(store: &SqliteStore) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn results_survive_reopening_the_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("data/worklist.sqlite");
+fn results_survive_reopening_the_database(db: &Db) {
     {
-        let store = SqliteStore::open(&path).unwrap();
+        let store = db.open();
         let mut r = record("s", "img", Priority::Urgent, 0.7, 10);
         r.heatmaps.push(StoredHeatmap {
             finding: FindingId::tuberculosis(),
@@ -330,7 +326,7 @@ fn results_survive_reopening_the_database() {
             .update_status("s", StudyStatus::Reading, "dr.mai", 20)
             .unwrap();
     }
-    let store = SqliteStore::open(&path).unwrap();
+    let store = db.open();
     let (study, images) = store.get_study("s").unwrap();
     assert_eq!(
         (study.status, study.assessment.priority),
@@ -346,9 +342,8 @@ fn results_survive_reopening_the_database() {
     assert_eq!(store.events_after(0, 10).unwrap().len(), 2);
 }
 
-#[test]
-fn new_evidence_reopens_a_read_or_dismissed_study() {
-    let store = SqliteStore::in_memory().unwrap();
+fn new_evidence_reopens_a_read_or_dismissed_study(db: &Db) {
+    let store = db.open();
     store
         .put_image(&record("s", "pa", Priority::Routine, 0.1, 10))
         .unwrap();
@@ -356,7 +351,7 @@ fn new_evidence_reopens_a_read_or_dismissed_study() {
         .update_status("s", StudyStatus::Read, "dr.lan", 20)
         .unwrap();
     assert!(
-        order(&store).is_empty(),
+        order(store.as_ref()).is_empty(),
         "a read study leaves the default view"
     );
 
@@ -383,7 +378,7 @@ fn new_evidence_reopens_a_read_or_dismissed_study() {
         "{}",
         stored.study.reopened_reason
     );
-    assert_eq!(order(&store), ["s"]);
+    assert_eq!(order(store.as_ref()), ["s"]);
     // Claiming keeps the marker; reading again clears it.
     let (claimed, _) = store
         .update_status("s", StudyStatus::Claimed, "dr.mai", 50)
@@ -425,12 +420,10 @@ fn entry(who: &str, action: &str, object: &str, at: i64) -> cxr_worklist::AuditE
     }
 }
 
-#[test]
-fn the_audit_trail_is_append_only_and_tampering_breaks_its_chain() {
+fn the_audit_trail_is_append_only_and_tampering_breaks_its_chain(db: &Db) {
     use cxr_worklist::{verify_audit, AuditVerdict};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("worklist.sqlite");
-    let store = SqliteStore::open(&path).unwrap();
+    let store = db.open();
+    let store = store.as_ref();
     for i in 1..=5 {
         let seq = store
             .audit(&entry("dr.lan", "GetStudy", &format!("study:1.2.{i}"), i))
@@ -438,41 +431,37 @@ fn the_audit_trail_is_append_only_and_tampering_breaks_its_chain() {
         assert_eq!(seq, i as u64);
     }
     assert_eq!(
-        verify_audit(&store).unwrap(),
+        verify_audit(store).unwrap(),
         AuditVerdict::Intact { records: 5 }
     );
     let records = store.audit_after(0, 100).unwrap();
     assert_eq!(records[1].prev_hash, records[0].hash);
 
     // The database refuses changes and deletions outright.
-    let raw = rusqlite::Connection::open(&path).unwrap();
-    assert!(raw
-        .execute("UPDATE audit SET who = 'x' WHERE seq = 2", [])
-        .is_err());
-    assert!(raw.execute("DELETE FROM audit WHERE seq = 2", []).is_err());
+    assert!(db.sql("UPDATE audit SET who = 'x' WHERE seq = 2").is_err());
+    assert!(db.sql("DELETE FROM audit WHERE seq = 2").is_err());
 
     // Someone with the file who drops the guards and rewrites a record is
     // found out, as is a deleted record.
-    raw.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
+    db.sql(db.drop_audit_guards).unwrap();
+    db.sql("UPDATE audit SET who = 'nobody' WHERE seq = 3")
         .unwrap();
-    raw.execute("UPDATE audit SET who = 'nobody' WHERE seq = 3", [])
-        .unwrap();
-    match verify_audit(&store).unwrap() {
+    match verify_audit(store).unwrap() {
         AuditVerdict::Broken { sequence, why } => {
             assert_eq!(sequence, 3);
             assert!(why.contains("hash"), "{why}");
         }
         other => panic!("tampering not found: {other:?}"),
     }
-    raw.execute("UPDATE audit SET who = 'dr.lan' WHERE seq = 3", [])
+    db.sql("UPDATE audit SET who = 'dr.lan' WHERE seq = 3")
         .unwrap();
     assert!(matches!(
-        verify_audit(&store).unwrap(),
+        verify_audit(store).unwrap(),
         AuditVerdict::Intact { records: 5 }
     ));
-    raw.execute("DELETE FROM audit WHERE seq = 4", []).unwrap();
+    db.sql("DELETE FROM audit WHERE seq = 4").unwrap();
     assert_eq!(
-        verify_audit(&store).unwrap(),
+        verify_audit(store).unwrap(),
         AuditVerdict::Broken {
             sequence: 4,
             why: "record 4 is missing".into()
@@ -480,9 +469,8 @@ fn the_audit_trail_is_append_only_and_tampering_breaks_its_chain() {
     );
 }
 
-#[test]
-fn retention_purges_overlays_and_events_of_read_studies_only() {
-    let store = SqliteStore::in_memory().unwrap();
+fn retention_purges_overlays_and_events_of_read_studies_only(db: &Db) {
+    let store = db.open();
     let with_overlays = |study: &str, sop: &str, at: i64| {
         let mut r = record(study, sop, Priority::Urgent, 0.7, at);
         r.preview_png = Some(vec![1, 2, 3]);
@@ -531,9 +519,8 @@ fn retention_purges_overlays_and_events_of_read_studies_only() {
     assert!(store.get_study("open").is_ok() && store.get_study("recent").is_ok());
 }
 
-#[test]
-fn only_the_source_that_filed_a_result_or_an_administrator_replaces_it() {
-    let store = SqliteStore::in_memory().unwrap();
+fn only_the_source_that_filed_a_result_or_an_administrator_replaces_it(db: &Db) {
+    let store = db.open();
     let filed = |source: Source, priority: Priority| {
         let mut r = record("1.9", "1.9.1", priority, 0.9, 10);
         r.source = source;
@@ -564,3 +551,16 @@ fn only_the_source_that_filed_a_result_or_an_administrator_replaces_it() {
         Priority::Routine
     );
 }
+
+crate::on_both_backends!(
+    the_worklist_is_ordered_by_priority_then_score_then_arrival,
+    a_study_takes_its_worst_image_and_laterals_do_not_lower_it,
+    a_resent_image_replaces_its_result_and_never_duplicates,
+    status_changes_are_logged_and_filter_the_default_view,
+    pages_cover_every_study_once_in_order_and_filters_apply,
+    new_evidence_reopens_a_read_or_dismissed_study,
+    retention_purges_overlays_and_events_of_read_studies_only,
+    only_the_source_that_filed_a_result_or_an_administrator_replaces_it,
+    results_survive_reopening_the_database,
+    the_audit_trail_is_append_only_and_tampering_breaks_its_chain,
+);
