@@ -12,7 +12,7 @@ purpose=${1:-run}
 
 packages=(cmake g++ make)
 if [ "$purpose" = test ]; then
-  packages+=(dcmtk dicom3tools openjph-tools libopenjp2-tools openssl orthanc curl systemd podman runc catatonit mmdebstrap)
+  packages+=(dcmtk dicom3tools openjph-tools libopenjp2-tools openssl orthanc curl systemd podman runc catatonit mmdebstrap postgresql nginx)
 fi
 
 missing=()
@@ -25,8 +25,19 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 
 apt_install() {
   "${sudo_cmd[@]}" apt-get update -qq
+  # Installing a server (PostgreSQL, nginx) must not start one on the
+  # machine's ports: the tests start their own, on private ports.
+  local guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    guard=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee "$guard" >/dev/null
+    "${sudo_cmd[@]}" chmod 755 "$guard"
+  fi
+  local rc=0
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null || rc=$?
+  if [ -n "$guard" ]; then "${sudo_cmd[@]}" rm -f "$guard"; fi
+  return $rc
 }
 
 if [ ${#missing[@]} -gt 0 ]; then

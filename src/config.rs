@@ -45,6 +45,62 @@ pub struct ServiceConfig {
     pub decode: cxr_pipeline::jpeg2000::DecodeConfig,
     /// Audit trail export (`[audit]`).
     pub audit: AuditConfig,
+    /// Where the worklist is kept (`[worklist]`).
+    pub worklist: WorklistConfig,
+}
+
+/// `[worklist]`: where results, the change log and the audit trail are
+/// kept. By default a SQLite file in the data directory, which needs
+/// nothing else; a PostgreSQL database when several replicas of the
+/// service share one worklist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorklistConfig {
+    /// Empty: `<data_dir>/worklist.sqlite`. `postgres://USER:PASSWORD@HOST:PORT/DB`
+    /// (or `postgresql://`): that PostgreSQL database, created tables and
+    /// all on first use. Anything else: a SQLite file at that path
+    /// (`sqlite://` optional). Best set from a secret through
+    /// `CXR_WORKLIST_URL`; the password is never printed.
+    pub url: String,
+    /// PostgreSQL connections this process opens at most.
+    pub connections: usize,
+}
+
+impl Default for WorklistConfig {
+    fn default() -> Self {
+        WorklistConfig {
+            url: String::new(),
+            connections: 8,
+        }
+    }
+}
+
+/// `url` with any password replaced by `***` (the `user:password@` of a
+/// URL, a `password=` parameter), for printing and logs.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = scheme_end + 3;
+        let authority_end = out[rest..].find(['/', '?']).map_or(out.len(), |i| rest + i);
+        if let Some(at) = out[rest..authority_end].rfind('@') {
+            let userinfo = rest..rest + at;
+            if let Some(colon) = out[userinfo.clone()].find(':') {
+                out.replace_range(rest + colon + 1..rest + at, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out = format!("{head}{}", query.join("&"));
+    }
+    out
 }
 
 /// `[audit]`: the audit trail is always kept in the worklist database
@@ -158,6 +214,7 @@ impl Default for ServiceConfig {
             retention: Retention::default(),
             decode: cxr_pipeline::jpeg2000::DecodeConfig::default(),
             audit: AuditConfig::default(),
+            worklist: WorklistConfig::default(),
         }
     }
 }
@@ -234,14 +291,48 @@ impl ServiceConfig {
         Ok(())
     }
 
-    /// The worklist database file.
+    /// The embedded worklist database file (used when `worklist.url` is
+    /// empty).
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("worklist.sqlite")
     }
 
-    /// The configuration as TOML.
+    /// Where the worklist is: `worklist.url`, or the embedded SQLite file.
+    pub fn worklist_url(&self) -> String {
+        if self.worklist.url.trim().is_empty() {
+            self.database_path().display().to_string()
+        } else {
+            self.worklist.url.trim().to_string()
+        }
+    }
+
+    /// Whether the worklist is a PostgreSQL database.
+    pub fn worklist_is_postgres(&self) -> bool {
+        let url = self.worklist_url();
+        url.starts_with("postgres://") || url.starts_with("postgresql://")
+    }
+
+    /// Opens the worklist store. A SQLite file must exist already unless
+    /// `create` (`serve` creates it; the maintenance commands do not).
+    pub fn open_worklist(
+        &self,
+        create: bool,
+    ) -> anyhow::Result<std::sync::Arc<dyn cxr_worklist::WorklistStore>> {
+        use anyhow::Context as _;
+        let url = self.worklist_url();
+        if !create && !self.worklist_is_postgres() {
+            let path = Path::new(url.strip_prefix("sqlite://").unwrap_or(&url));
+            anyhow::ensure!(path.exists(), "no worklist database at {}", path.display());
+        }
+        cxr_worklist::open_store(&url, self.worklist.connections.max(1))
+            .with_context(|| format!("opening the worklist at {}", redact_url(&url)))
+    }
+
+    /// The configuration as TOML (passwords in `worklist.url` hidden).
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}"))
+        let mut shown = self.clone();
+        shown.worklist.url = redact_url(&shown.worklist.url);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot print: {e}"))
     }
 }
 
@@ -382,6 +473,37 @@ fn env_value(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_worklist_url_comes_from_the_environment_and_its_password_is_never_printed() {
+        let mut c = ServiceConfig::default();
+        assert_eq!(c.worklist_url(), "data/worklist.sqlite");
+        assert!(!c.worklist_is_postgres());
+        c.apply_env(|k| {
+            (k == "CXR_WORKLIST_URL").then(|| "postgres://cxr:s3cr%40t@db.local:5432/cxr".into())
+        })
+        .unwrap();
+        assert!(c.worklist_is_postgres());
+        assert_eq!(
+            c.worklist_url(),
+            "postgres://cxr:s3cr%40t@db.local:5432/cxr"
+        );
+        let printed = c.to_toml();
+        assert!(!printed.contains("s3cr"), "{printed}");
+        assert!(
+            printed.contains("postgres://cxr:***@db.local:5432/cxr"),
+            "{printed}"
+        );
+        assert_eq!(
+            redact_url("postgresql://h/db?user=a&password=x&sslmode=disable"),
+            "postgresql://h/db?user=a&password=***&sslmode=disable"
+        );
+        assert_eq!(redact_url("postgres://cxr@h/db"), "postgres://cxr@h/db");
+        assert_eq!(
+            redact_url("/var/lib/cxr/worklist.sqlite"),
+            "/var/lib/cxr/worklist.sqlite"
+        );
+    }
 
     #[test]
     fn defaults_round_trip_through_toml_and_env_overrides_win() {

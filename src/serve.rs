@@ -16,7 +16,7 @@ use cxr_api::{pb, Admitted, TriageApi, TriageServer};
 use cxr_ingest::IngestLimits;
 use cxr_model::Engine;
 use cxr_pipeline::{Analyzer, Pipeline};
-use cxr_worklist::{SqliteStore, WorklistStore};
+use cxr_worklist::WorklistStore;
 
 /// Runs the service on `listener` until `shutdown` completes (or the models
 /// fail to load). In-flight requests finish before it returns.
@@ -32,14 +32,39 @@ pub async fn run(
     protect_data_dir(&config.data_dir)?;
     let decoder = cxr_pipeline::jpeg2000::install(&config.decode)?;
     metrics::gauge!("cxr_jpeg2000_decoder_info", "decoder" => decoder.name.clone()).set(1.0);
-    let store: Arc<dyn WorklistStore> = Arc::new(
-        SqliteStore::open(&config.database_path())
-            .with_context(|| format!("opening {}", config.database_path().display()))?,
+    // The PostgreSQL client blocks: open it off the async threads.
+    let store: Arc<dyn WorklistStore> = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || config.open_worklist(true))
+            .await
+            .context("opening the worklist")??
+    };
+    tracing::info!(
+        worklist = %crate::config::redact_url(&config.worklist_url()),
+        "worklist store open"
     );
     let pipeline = Arc::new(Pipeline::new(
         Arc::clone(&store),
         config.limits.max_concurrent_analyses,
     ));
+    // A worklist other replicas also write (PostgreSQL): their commits wake
+    // this replica's watchers too. The pipeline is held weakly so that the
+    // listening thread ends with it.
+    let weak = Arc::downgrade(&pipeline);
+    if store.watch_commits(Arc::new(move |sequence| {
+        weak.upgrade().is_some_and(|p| {
+            p.publish(cxr_worklist::Event {
+                sequence,
+                kind: cxr_worklist::EventKind::ImageStored,
+                study_instance_uid: String::new(),
+                sop_instance_uid: String::new(),
+                at_ms: cxr_worklist::now_ms(),
+            });
+            true
+        })
+    })) {
+        tracing::info!("following commits of other replicas (LISTEN/NOTIFY)");
+    }
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_not_serving::<TriageServer<TriageApi>>().await;

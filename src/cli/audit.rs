@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use cxr_worklist::{verify_audit, AuditVerdict, SqliteStore, WorklistStore};
+use cxr_worklist::{verify_audit, AuditVerdict};
 
 use crate::config::ServiceConfig;
 
@@ -46,11 +46,9 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     if let Some(d) = &args.data_dir {
         config.data_dir = d.clone();
     }
-    let path = config.database_path();
-    anyhow::ensure!(path.exists(), "no worklist database at {}", path.display());
-    let store = SqliteStore::open(&path)?;
+    let store = config.open_worklist(false)?;
     match &args.command {
-        AuditCommand::Verify => match verify_audit(&store)? {
+        AuditCommand::Verify => match verify_audit(store.as_ref())? {
             AuditVerdict::Intact { records } => {
                 println!("audit trail intact: {records} records");
                 Ok(ExitCode::SUCCESS)

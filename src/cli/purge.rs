@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use cxr_worklist::{SqliteStore, WorklistStore};
 
 use crate::config::ServiceConfig;
 
@@ -42,9 +41,7 @@ pub fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
         println!("retention days = 0: nothing is purged");
         return Ok(ExitCode::SUCCESS);
     };
-    let path = config.database_path();
-    anyhow::ensure!(path.exists(), "no worklist database at {}", path.display());
-    let store = SqliteStore::open(&path)?;
+    let store = config.open_worklist(false)?;
     let p = store.purge(cutoff, config.retention.results)?;
     let d = cxr_pacs::purge(&config.dicom.state_dir(&config.data_dir), cutoff)?;
     println!(

@@ -14,5 +14,6 @@ mod pacs_results;
 mod pacs_scp;
 mod pacs_stow;
 mod pacs_support;
+mod rehearsal;
 mod service_grpc;
 mod service_process;

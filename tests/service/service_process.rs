@@ -40,10 +40,20 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(data: &Path, extra: &[&str], env: &[(&str, String)]) -> Server {
+        Server::start_on("127.0.0.1:0", data, extra, env)
+    }
+
+    /// `serve` on `listen` (a fixed port, for a balancer in front).
+    pub(crate) fn start_on(
+        listen: &str,
+        data: &Path,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cxr-triage"));
         cmd.arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--data-dir")
             .arg(data)
             .arg("--models")
@@ -90,7 +100,7 @@ impl Server {
     }
 
     /// SIGKILL: no shutdown path runs.
-    fn kill_9(mut self) {
+    pub(crate) fn kill_9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }

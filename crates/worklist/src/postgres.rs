@@ -83,8 +83,16 @@ const MIGRATIONS: &[&str] = &[
         heatmap TEXT NOT NULL,
         PRIMARY KEY (sop_uid, finding)
     );
+    -- Sequence numbers come from a counter row updated in the writing
+    -- transaction: a rolled-back write leaves no gap (a SEQUENCE would),
+    -- and a purge of old events never lets numbers be reused.
+    CREATE TABLE event_counter (
+        id INT PRIMARY KEY CHECK (id = 1),
+        last BIGINT NOT NULL
+    );
+    INSERT INTO event_counter VALUES (1, 0);
     CREATE TABLE events (
-        seq BIGSERIAL PRIMARY KEY,
+        seq BIGINT PRIMARY KEY,
         kind TEXT NOT NULL,
         study_uid TEXT NOT NULL,
         sop_uid TEXT NOT NULL,
@@ -136,6 +144,22 @@ struct Conn<'a> {
 impl Conn<'_> {
     fn client(&mut self) -> &mut Client {
         self.slot.as_mut().expect("connected")
+    }
+}
+
+impl Drop for Pool {
+    /// The synchronous client closes its connection by blocking on its own
+    /// runtime, which panics on a thread that drives an async runtime (the
+    /// service drops the store on one): close them on a thread of their own.
+    fn drop(&mut self) {
+        let clients: Vec<Client> = self
+            .slots
+            .iter_mut()
+            .filter_map(|slot| slot.get_mut().ok().and_then(Option::take))
+            .collect();
+        if !clients.is_empty() {
+            let _ = std::thread::spawn(move || drop(clients)).join();
+        }
     }
 }
 
@@ -347,7 +371,9 @@ fn insert_event(
     };
     let seq: i64 = tx
         .query_one(
-            "INSERT INTO events (kind, study_uid, sop_uid, at) VALUES ($1, $2, $3, $4)
+            "WITH next AS (UPDATE event_counter SET last = last + 1 RETURNING last)
+             INSERT INTO events (seq, kind, study_uid, sop_uid, at)
+             SELECT last, $1, $2, $3, $4 FROM next
              RETURNING seq",
             &[&kind, &study_uid, &sop_uid, &at],
         )
@@ -634,11 +660,9 @@ impl WorklistStore for PostgresStore {
 
     fn last_sequence(&self) -> Result<u64, StoreError> {
         let last: i64 = self.read(|c| {
-            Ok(
-                c.query_one("SELECT COALESCE(MAX(seq), 0)::BIGINT FROM events", &[])
-                    .map_err(db)?
-                    .get(0),
-            )
+            Ok(c.query_one("SELECT last FROM event_counter", &[])
+                .map_err(db)?
+                .get(0))
         })?;
         Ok(last as u64)
     }
