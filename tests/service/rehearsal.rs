@@ -5,7 +5,10 @@
 //! balancer while one replica is killed with SIGKILL and started again:
 //! every acknowledged film is on the worklist exactly once, and a watcher
 //! on the surviving replica sees every film stored, the killed replica's
-//! included (LISTEN/NOTIFY).
+//! included (LISTEN/NOTIFY). Then films arrive by STOW-RS through the
+//! balancer: each replica sends the results of the films it received back
+//! to PACS (dcmtk's `storescp`) from its own outbox, and every result
+//! reaches PACS exactly once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -20,21 +23,43 @@ use cxr_api::pb::triage_client::TriageClient;
 use cxr_worklist::testing::ThrowawayPostgres;
 use tonic::transport::Channel;
 
-use crate::service_process::{film, free_port, plain_channel, wait_serving, Server};
+use crate::pacs_support::{http, received, storescp};
+use crate::service_process::{
+    film, free_port, metric, plain_channel, scrape, wait_serving, Server,
+};
 
 const FILMS: usize = 500;
 /// Films acknowledged before one replica is killed.
 const KILL_AFTER: usize = 150;
+/// Films sent by STOW-RS afterwards.
+const STOW_FILMS: usize = 40;
+const STOW_TYPE: &str = "multipart/related; type=\"application/dicom\"; boundary=XyZ";
+
+fn multipart(part: &[u8]) -> Vec<u8> {
+    let mut b = b"--XyZ\r\nContent-Type: application/dicom\r\n\r\n".to_vec();
+    b.extend_from_slice(part);
+    b.extend_from_slice(b"\r\n--XyZ--\r\n");
+    b
+}
 
 /// nginx in the foreground with `conf`, everything under `dir`.
 struct Nginx(Child);
 
 impl Nginx {
-    fn start(dir: &Path, listen: u16, upstreams: &[u16]) -> Nginx {
-        let servers: String = upstreams
-            .iter()
-            .map(|p| format!("    server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;\n"))
-            .collect();
+    /// gRPC on `listen` to `upstreams`, HTTP/1.1 (STOW-RS) on
+    /// `stow_listen` to `stow_upstreams`.
+    fn start(
+        dir: &Path,
+        (listen, upstreams): (u16, &[u16]),
+        (stow_listen, stow_upstreams): (u16, &[u16]),
+    ) -> Nginx {
+        let servers = |ports: &[u16]| -> String {
+            ports
+                .iter()
+                .map(|p| format!("    server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;\n"))
+                .collect()
+        };
+        let (stow_servers, servers) = (servers(stow_upstreams), servers(upstreams));
         // As root, nginx's workers would switch to `nobody`, who cannot
         // use the private temporary directories.
         let user = if is_root() { "user root root;\n" } else { "" };
@@ -48,7 +73,11 @@ impl Nginx {
                upstream cxr {{\n{servers}  }}\n\
                server {{\n    listen 127.0.0.1:{listen} http2;\n    location / {{\n\
                    grpc_pass grpc://cxr;\n      grpc_read_timeout 300s;\n      grpc_send_timeout 300s;\n\
-                   grpc_next_upstream error timeout;\n    }}\n  }}\n}}\n"
+                   grpc_next_upstream error timeout;\n    }}\n  }}\n\
+               upstream stow {{\n{stow_servers}  }}\n\
+               server {{\n    listen 127.0.0.1:{stow_listen};\n    location / {{\n\
+                   proxy_pass http://stow;\n      proxy_http_version 1.1;\n\
+                   proxy_request_buffering on;\n    }}\n  }}\n}}\n"
         );
         let path = dir.join("nginx.conf");
         std::fs::write(&path, conf).unwrap();
@@ -140,11 +169,52 @@ async fn two_replicas_behind_nginx_on_postgresql_survive_a_kill_9() {
         ("CXR_WORKLIST_CONNECTIONS", "4".to_string()),
         ("CXR_LOG", "info".to_string()),
     ];
+    // PACS, where results go back to.
+    let pacs_dir = tempfile::tempdir().unwrap();
+    let pacs_port = free_port();
+    let mut pacs = storescp(pacs_dir.path(), pacs_port);
+
+    // Each replica: its own data directory (spool and outbox), DICOM and
+    // STOW-RS listeners, metrics; the same PACS destination.
     let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (port_a, port_b) = (free_port(), free_port());
+    let (stow_a, stow_b) = (free_port(), free_port());
+    let (metrics_a, metrics_b) = (free_port(), free_port());
+    let config = |data: &Path, stow: u16| {
+        let path = data.join("cxr.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[dicom]\nenabled = true\nae_title = \"CXR_TRIAGE\"\nlisten = \"127.0.0.1:{}\"\n\
+                 stow_listen = \"127.0.0.1:{stow}\"\nstudy_quiet_s = 1\nsend_sc = false\n\
+                 destination = {{ ae_title = \"STORESCP\", host = \"127.0.0.1\", port = {pacs_port} }}\n\
+                 [dicom.retry]\ninitial_s = 1\nmax_s = 2\n",
+                free_port()
+            ),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let (config_a, config_b) = (config(data_a.path(), stow_a), config(data_b.path(), stow_b));
+    let with_metrics = |port: u16| {
+        let mut env = env.to_vec();
+        env.push(("CXR_METRICS_LISTEN", format!("127.0.0.1:{port}")));
+        env
+    };
+    let (env_a, env_b) = (with_metrics(metrics_a), with_metrics(metrics_b));
     let listen = |p: u16| format!("127.0.0.1:{p}");
-    let replica_a = Server::start_on(&listen(port_a), data_a.path(), &[], &env);
-    let mut replica_b = Some(Server::start_on(&listen(port_b), data_b.path(), &[], &env));
+    let replica_a = Server::start_on(
+        &listen(port_a),
+        data_a.path(),
+        &["--config", &config_a],
+        &env_a,
+    );
+    let mut replica_b = Some(Server::start_on(
+        &listen(port_b),
+        data_b.path(),
+        &["--config", &config_b],
+        &env_b,
+    ));
     let ch_a = plain_channel(replica_a.addr).await;
     wait_serving(ch_a.clone()).await;
     wait_serving(plain_channel(SocketAddr::from(([127, 0, 0, 1], port_b))).await).await;
@@ -157,9 +227,14 @@ async fn two_replicas_behind_nginx_on_postgresql_survive_a_kill_9() {
     );
 
     let nginx_dir = tempfile::tempdir().unwrap();
-    let lb_port = free_port();
-    let _nginx = Nginx::start(nginx_dir.path(), lb_port, &[port_a, port_b]);
+    let (lb_port, lb_stow) = (free_port(), free_port());
+    let _nginx = Nginx::start(
+        nginx_dir.path(),
+        (lb_port, &[port_a, port_b]),
+        (lb_stow, &[stow_a, stow_b]),
+    );
     wait_port(lb_port).await;
+    wait_port(lb_stow).await;
     let lb = Channel::from_shared(format!("http://127.0.0.1:{lb_port}"))
         .unwrap()
         .connect_lazy();
@@ -254,7 +329,12 @@ async fn two_replicas_behind_nginx_on_postgresql_survive_a_kill_9() {
     replica_b.take().unwrap().kill_9();
     let killed_at = acknowledged.lock().unwrap().len();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let replica_b = Server::start_on(&listen(port_b), data_b.path(), &[], &env);
+    let replica_b = Server::start_on(
+        &listen(port_b),
+        data_b.path(),
+        &["--config", &config_b],
+        &env_b,
+    );
     for s in senders {
         s.await.unwrap();
     }
@@ -302,6 +382,93 @@ async fn two_replicas_behind_nginx_on_postgresql_survive_a_kill_9() {
         "rehearsal: {FILMS} films, replica killed after {killed_at} acknowledgements, {} calls retried",
         retries.load(Ordering::SeqCst)
     );
+    wait_serving(plain_channel(replica_b.addr).await).await;
+
+    // With the surviving replica idle, a film stored by the other one
+    // reaches its watcher at once (its NOTIFY, not a later commit of its
+    // own, wakes it).
+    let (dicom, case) = film(300_000, true);
+    let uid = case.meta.study.sop_instance_uid.clone();
+    let started = Instant::now();
+    TriageClient::new(plain_channel(replica_b.addr).await)
+        .analyze(pb::AnalyzeRequest {
+            dicom,
+            options: None,
+        })
+        .await
+        .unwrap();
+    while !watched.lock().unwrap().contains(&uid) {
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "a commit on one replica did not reach the other's watcher"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Films by STOW-RS through the balancer: both replicas receive some,
+    // each sends the results of its own back to PACS, once.
+    let stow_films: Vec<(String, Vec<u8>)> = (0..STOW_FILMS as u64)
+        .map(|i| {
+            let (bytes, case) = film(200_000 + i, i % 5 == 0);
+            (case.meta.study.sop_instance_uid.clone(), bytes)
+        })
+        .collect();
+    let posts: Vec<_> = stow_films
+        .chunks(STOW_FILMS / 4)
+        .map(|chunk| {
+            let chunk = chunk.to_vec();
+            std::thread::spawn(move || {
+                for (uid, dicom) in chunk {
+                    let body = multipart(&dicom);
+                    let (status, reply) = http(
+                        ("127.0.0.1", lb_stow),
+                        "POST",
+                        "/studies",
+                        STOW_TYPE,
+                        &body,
+                        None,
+                    )
+                    .expect("STOW-RS through nginx answers");
+                    assert_eq!(status, 200, "{uid}: {}", String::from_utf8_lossy(&reply));
+                }
+            })
+        })
+        .collect();
+    for p in posts {
+        p.join().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while received(pacs_dir.path()).len() < STOW_FILMS {
+        assert!(
+            Instant::now() < deadline,
+            "PACS has {} of {STOW_FILMS} results",
+            received(pacs_dir.path()).len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Both replicas took part and no result went twice (storescp would
+    // overwrite a second copy: count the sends instead).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = |port: u16| {
+        metric(
+            &scrape(port),
+            "cxr_dicom_results_sent_total",
+            &["kind=\"sr\""],
+        )
+        .unwrap_or(0.0)
+    };
+    let (sent_a, sent_b) = (sent(metrics_a), sent(metrics_b));
+    assert!(sent_a > 0.0 && sent_b > 0.0, "sent: {sent_a} + {sent_b}");
+    assert_eq!(
+        sent_a + sent_b,
+        STOW_FILMS as f64,
+        "each result sent once ({sent_a} + {sent_b})"
+    );
+    assert_eq!(received(pacs_dir.path()).len(), STOW_FILMS);
+    let studies = every_study(lb.clone()).await;
+    assert_eq!(studies.len(), FILMS + 1 + STOW_FILMS);
+    let _ = pacs.kill();
+    let _ = pacs.wait();
     watcher.abort();
     replica_b.terminate();
     replica_a.terminate();
