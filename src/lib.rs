@@ -15,7 +15,7 @@
 //! | `cxr-ingest` | DICOM parse, limits, decode (every transfer syntax), LUTs, the chest-film gate |
 //! | `cxr-model` | manifests, preprocessing + geometry, the `Backend` trait, batching, occlusion, ONNX Runtime |
 //! | `cxr-findings` | scores → findings (ids are data), calibration, operating points, heatmaps, priority |
-//! | `cxr-worklist` | the `WorklistStore` trait, SQLite, the stored-result schema |
+//! | `cxr-worklist` | the `WorklistStore` trait, SQLite and PostgreSQL, the stored-result schema |
 //! | `cxr-pipeline` | the one analysis path every way in shares |
 //! | `cxr-pacs` | DICOM listener, spool, STOW-RS, SR/SC results, outbox |
 //! | `cxr-api` | the gRPC contract and its handlers |

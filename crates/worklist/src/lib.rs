@@ -8,7 +8,10 @@
 //! status changes, heatmaps, and [`Event`]s by sequence number.
 //!
 //! The store sits behind [`WorklistStore`]; [`SqliteStore`] is the embedded
-//! default (WAL, `synchronous=FULL`, schema migrations by `user_version`).
+//! default (WAL, `synchronous=FULL`, schema migrations by `user_version`);
+//! [`PostgresStore`] is a database several replicas share (one transaction
+//! per change under an advisory lock, `LISTEN`/`NOTIFY` for watchers on
+//! other replicas). [`open_store`] picks one from a URL.
 //! A result is committed before `put_image` returns; a re-sent image (same
 //! SOP Instance UID) replaces its result, never duplicates it.
 
