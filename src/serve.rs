@@ -182,6 +182,7 @@ pub async fn run(
         let policy = config.retention.clone();
         let store = Arc::clone(pipeline.store());
         let pacs_state = config.dicom.state_dir(&config.data_dir);
+        let shared_outbox = config.worklist_is_postgres().then(|| config.worklist_url());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(86_400));
             loop {
@@ -189,8 +190,17 @@ pub async fn run(
                 let store = Arc::clone(&store);
                 let retention = policy.clone();
                 let pacs_state = pacs_state.clone();
+                let shared_outbox = shared_outbox.clone();
                 let purged = tokio::task::spawn_blocking(move || {
                     let cutoff = retention.cutoff_ms(cxr_worklist::now_ms());
+                    if let (Some(c), Some(url)) = (cutoff, &shared_outbox) {
+                        match cxr_pacs::purge_shared_outbox(url, c) {
+                            Ok(n) => tracing::info!(outbox_sent = n, "retention purge (shared outbox)"),
+                            Err(e) => {
+                                tracing::error!(error = %e, "retention purge of the shared outbox failed")
+                            }
+                        }
+                    }
                     if let Some(c) = cutoff {
                         match cxr_pacs::purge(&pacs_state, c) {
                             Ok(p) => tracing::info!(
@@ -228,12 +238,16 @@ pub async fn run(
         key: t.key.clone(),
         client_ca: t.client_ca.clone(),
     });
-    let pacs = cxr_pacs::Pacs::start_with_tls(
+    // With a PostgreSQL worklist the results waiting for PACS are there
+    // too, so that any replica can send them.
+    let shared_outbox = config.worklist_is_postgres().then(|| config.worklist_url());
+    let pacs = cxr_pacs::Pacs::start_with_outbox(
         &config.dicom,
         &config.data_dir,
         Arc::clone(&pipeline),
         Arc::clone(&auth),
         stow_tls.as_ref(),
+        shared_outbox.as_deref(),
     )
     .await?;
 

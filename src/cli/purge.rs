@@ -43,7 +43,10 @@ pub fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
     };
     let store = config.open_worklist(false)?;
     let p = store.purge(cutoff, config.retention.results)?;
-    let d = cxr_pacs::purge(&config.dicom.state_dir(&config.data_dir), cutoff)?;
+    let mut d = cxr_pacs::purge(&config.dicom.state_dir(&config.data_dir), cutoff)?;
+    if config.worklist_is_postgres() {
+        d.sent_rows += cxr_pacs::purge_shared_outbox(&config.worklist_url(), cutoff)?;
+    }
     println!(
         "purged (older than {} days): {} previews, {} heatmaps, {} events, {} images, {} studies, \
          {} sent outbox rows, {} rejected DICOM files",

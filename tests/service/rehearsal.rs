@@ -6,9 +6,9 @@
 //! every acknowledged film is on the worklist exactly once, and a watcher
 //! on the surviving replica sees every film stored, the killed replica's
 //! included (LISTEN/NOTIFY). Then films arrive by STOW-RS through the
-//! balancer: each replica sends the results of the films it received back
-//! to PACS (dcmtk's `storescp`) from its own outbox, and every result
-//! reaches PACS exactly once.
+//! balancer and their results go back to PACS (dcmtk's `storescp`) from
+//! the outbox the replicas share: each exactly once, and with PACS down
+//! and one replica killed, the other sends what was waiting.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -405,27 +405,85 @@ async fn two_replicas_behind_nginx_on_postgresql_survive_a_kill_9() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // Films by STOW-RS through the balancer: both replicas receive some,
-    // each sends the results of its own back to PACS, once.
-    let stow_films: Vec<(String, Vec<u8>)> = (0..STOW_FILMS as u64)
+    // Films by STOW-RS through the balancer. Their results go back to PACS
+    // from the outbox the replicas share (in PostgreSQL): each once.
+    post_films(lb_stow, 200_000, STOW_FILMS);
+    wait_received(pacs_dir.path(), STOW_FILMS).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = |port: u16| {
+        metric(
+            &scrape(port),
+            "cxr_dicom_results_sent_total",
+            &["kind=\"sr\""],
+        )
+        .unwrap_or(0.0)
+    };
+    let (sent_a, sent_b) = (sent(metrics_a), sent(metrics_b));
+    assert_eq!(
+        sent_a + sent_b,
+        STOW_FILMS as f64,
+        "each result sent once ({sent_a} + {sent_b})"
+    );
+
+    // PACS goes down; more films arrive, through both replicas, and their
+    // results wait. One replica is killed with results of its films still
+    // unsent: when PACS is back, the other sends them all.
+    let _ = pacs.kill();
+    let _ = pacs.wait();
+    post_films(lb_stow, 400_000, STOW_FILMS / 2);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ready = metric(
+            &scrape(metrics_a),
+            "cxr_dicom_outbox_objects",
+            &["state=\"ready\""],
+        );
+        if ready == Some((STOW_FILMS / 2) as f64) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "results waiting: {ready:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    replica_b.kill_9();
+    let mut pacs = storescp(pacs_dir.path(), pacs_port);
+    wait_received(pacs_dir.path(), STOW_FILMS + STOW_FILMS / 2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        sent(metrics_a),
+        sent_a + (STOW_FILMS / 2) as f64,
+        "the surviving replica sent every waiting result, once"
+    );
+    assert_eq!(received(pacs_dir.path()).len(), STOW_FILMS + STOW_FILMS / 2);
+
+    let studies = every_study(lb.clone()).await;
+    assert_eq!(studies.len(), FILMS + 1 + STOW_FILMS + STOW_FILMS / 2);
+    let _ = pacs.kill();
+    let _ = pacs.wait();
+    watcher.abort();
+    replica_a.terminate();
+}
+
+/// `n` synthetic films (from `first`), each its own study, posted by
+/// STOW-RS to `port` from four threads; every post must be accepted.
+fn post_films(port: u16, first: u64, n: usize) {
+    let films: Vec<(String, Vec<u8>)> = (first..first + n as u64)
         .map(|i| {
-            let (bytes, case) = film(200_000 + i, i % 5 == 0);
+            let (bytes, case) = film(i, i % 5 == 0);
             (case.meta.study.sop_instance_uid.clone(), bytes)
         })
         .collect();
-    let posts: Vec<_> = stow_films
-        .chunks(STOW_FILMS / 4)
+    let posts: Vec<_> = films
+        .chunks(n.div_ceil(4))
         .map(|chunk| {
             let chunk = chunk.to_vec();
             std::thread::spawn(move || {
                 for (uid, dicom) in chunk {
-                    let body = multipart(&dicom);
                     let (status, reply) = http(
-                        ("127.0.0.1", lb_stow),
+                        ("127.0.0.1", port),
                         "POST",
                         "/studies",
                         STOW_TYPE,
-                        &body,
+                        &multipart(&dicom),
                         None,
                     )
                     .expect("STOW-RS through nginx answers");
@@ -437,39 +495,17 @@ async fn two_replicas_behind_nginx_on_postgresql_survive_a_kill_9() {
     for p in posts {
         p.join().unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while received(pacs_dir.path()).len() < STOW_FILMS {
+}
+
+/// Waits until PACS has `n` results.
+async fn wait_received(dir: &Path, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while received(dir).len() < n {
         assert!(
             Instant::now() < deadline,
-            "PACS has {} of {STOW_FILMS} results",
-            received(pacs_dir.path()).len()
+            "PACS has {} of {n} results",
+            received(dir).len()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Both replicas took part and no result went twice (storescp would
-    // overwrite a second copy: count the sends instead).
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let sent = |port: u16| {
-        metric(
-            &scrape(port),
-            "cxr_dicom_results_sent_total",
-            &["kind=\"sr\""],
-        )
-        .unwrap_or(0.0)
-    };
-    let (sent_a, sent_b) = (sent(metrics_a), sent(metrics_b));
-    assert!(sent_a > 0.0 && sent_b > 0.0, "sent: {sent_a} + {sent_b}");
-    assert_eq!(
-        sent_a + sent_b,
-        STOW_FILMS as f64,
-        "each result sent once ({sent_a} + {sent_b})"
-    );
-    assert_eq!(received(pacs_dir.path()).len(), STOW_FILMS);
-    let studies = every_study(lb.clone()).await;
-    assert_eq!(studies.len(), FILMS + 1 + STOW_FILMS);
-    let _ = pacs.kill();
-    let _ = pacs.wait();
-    watcher.abort();
-    replica_b.terminate();
-    replica_a.terminate();
 }

@@ -36,6 +36,7 @@ pub mod dimse;
 pub mod font;
 pub mod intake;
 pub mod outbox;
+mod outbox_pg;
 pub mod sc;
 pub mod scp;
 pub mod scu;
@@ -86,6 +87,24 @@ pub fn purge(state_dir: &Path, cutoff_ms: i64) -> anyhow::Result<PacsPurge> {
     })
 }
 
+/// Retention for the shared outbox in the PostgreSQL database at `url`:
+/// rows of objects sent before `cutoff_ms`. Safe beside running replicas.
+pub fn purge_shared_outbox(url: &str, cutoff_ms: i64) -> anyhow::Result<usize> {
+    let outbox = Outbox::open_shared(url, "purge", RetryPolicy::default())
+        .context("the shared DICOM outbox (PostgreSQL)")?;
+    Ok(outbox.purge_sent_rows(cutoff_ms)?)
+}
+
+/// This replica's name as an owner of shared outbox rows, the same across
+/// its restarts: the host name (a StatefulSet pod's is stable) and the
+/// state directory.
+fn outbox_owner(state_dir: &Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!("{host}:{}", state_dir.display())
+}
+
 /// Spool workers: enough to keep the pipeline busy while one waits on disk.
 const WORKERS: usize = 2;
 
@@ -122,6 +141,20 @@ impl Pacs {
         auth: Arc<cxr_auth::Authenticator>,
         tls: Option<&stow::TlsFiles>,
     ) -> anyhow::Result<Option<Pacs>> {
+        Self::start_with_outbox(config, data_dir, pipeline, auth, tls, None).await
+    }
+
+    /// [`Pacs::start_with_tls`], with the outbox in the PostgreSQL
+    /// database at `shared_outbox` (the worklist's, shared by replicas)
+    /// when given, instead of under the state directory.
+    pub async fn start_with_outbox(
+        config: &DicomConfig,
+        data_dir: &Path,
+        pipeline: Arc<Pipeline>,
+        auth: Arc<cxr_auth::Authenticator>,
+        tls: Option<&stow::TlsFiles>,
+        shared_outbox: Option<&str>,
+    ) -> anyhow::Result<Option<Pacs>> {
         if !config.enabled {
             return Ok(None);
         }
@@ -135,13 +168,23 @@ impl Pacs {
         std::fs::create_dir_all(&state_dir)
             .with_context(|| format!("DICOM state directory {}", state_dir.display()))?;
         let sending = config.destination.is_some() && (config.send_sc || config.send_sr);
-        let outbox = if sending {
-            Some(Arc::new(
+        let outbox = match (sending, shared_outbox) {
+            (false, _) => None,
+            (true, None) => Some(Arc::new(
                 Outbox::open(&state_dir, config.retry.clone())
                     .with_context(|| format!("DICOM outbox in {}", state_dir.display()))?,
-            ))
-        } else {
-            None
+            )),
+            (true, Some(url)) => {
+                let (url, owner) = (url.to_string(), outbox_owner(&state_dir));
+                let retry = config.retry.clone();
+                let outbox =
+                    tokio::task::spawn_blocking(move || Outbox::open_shared(&url, &owner, retry))
+                        .await
+                        .context("opening the shared DICOM outbox")?
+                        .context("the shared DICOM outbox (PostgreSQL)")?;
+                tracing::info!("DICOM outbox shared with the other replicas (PostgreSQL)");
+                Some(Arc::new(outbox))
+            }
         };
         let released = Arc::new(Notify::new());
         let intake = Intake::open(

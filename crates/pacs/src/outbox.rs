@@ -49,6 +49,9 @@ pub enum OutboxError {
     /// The state database failed.
     #[error("outbox database: {0}")]
     Database(#[from] rusqlite::Error),
+    /// The shared (PostgreSQL) outbox failed.
+    #[error("shared outbox: {0}")]
+    Shared(String),
     /// A file could not be written or read.
     #[error("outbox file {path}: {source}")]
     File {
@@ -83,7 +86,7 @@ impl EntryState {
         }
     }
 
-    fn parse(s: &str) -> EntryState {
+    pub(crate) fn parse(s: &str) -> EntryState {
         match s {
             "held" => EntryState::Held,
             "ready" => EntryState::Ready,
@@ -106,7 +109,7 @@ pub struct Entry {
     pub kind: String,
     /// Study the object belongs to.
     pub study_uid: String,
-    /// Its file.
+    /// Its file (empty in the shared outbox, which holds `data`).
     pub path: PathBuf,
     /// State.
     pub state: EntryState,
@@ -118,6 +121,8 @@ pub struct Entry {
     pub created_ms: i64,
     /// When the destination confirmed it, ms.
     pub sent_ms: Option<i64>,
+    /// The object itself, from the shared outbox (`None`: read `path`).
+    pub data: Option<Vec<u8>>,
 }
 
 /// Counts by state.
@@ -133,17 +138,126 @@ pub struct Counts {
     pub failed: u64,
 }
 
-/// The outbox.
+/// The outbox: a SQLite database and files under the replica's state
+/// directory, or a table in the PostgreSQL worklist database that every
+/// replica shares ([`Outbox::open_shared`]).
 pub struct Outbox {
-    dir: PathBuf,
-    conn: Mutex<Connection>,
-    retry: RetryPolicy,
+    backend: Backend,
+}
+
+enum Backend {
+    Local(LocalOutbox),
+    Shared(super::outbox_pg::PgOutbox),
+}
+
+/// Calls the same method on whichever outbox this is.
+macro_rules! each {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match &$self.backend {
+            Backend::Local(o) => o.$method($($arg),*),
+            Backend::Shared(o) => o.$method($($arg),*),
+        }
+    };
 }
 
 impl Outbox {
     /// Opens (creating) the outbox under `root`; removes files no row
     /// refers to (a crash between writing the file and its row).
     pub fn open(root: &Path, retry: RetryPolicy) -> Result<Outbox, OutboxError> {
+        Ok(Outbox {
+            backend: Backend::Local(LocalOutbox::open(root, retry)?),
+        })
+    }
+
+    /// Opens (creating its table) the outbox in the PostgreSQL database at
+    /// `url`, shared with every replica using it; `owner` names this
+    /// replica across restarts (host name and state directory).
+    pub fn open_shared(url: &str, owner: &str, retry: RetryPolicy) -> Result<Outbox, OutboxError> {
+        Ok(Outbox {
+            backend: Backend::Shared(super::outbox_pg::PgOutbox::open(url, owner, retry)?),
+        })
+    }
+
+    /// Whether this is the shared outbox.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Shared(_))
+    }
+
+    /// Queues result objects of one image, held until `release_study`.
+    /// Durable before it returns. Returns how many were new.
+    pub fn add(
+        &self,
+        study_uid: &str,
+        objects: &[ResultObject],
+        now_ms: i64,
+    ) -> Result<usize, OutboxError> {
+        each!(self.add(study_uid, objects, now_ms))
+    }
+
+    /// Makes a final study's held objects ready to send; returns how many.
+    pub fn release_study(&self, study_uid: &str) -> Result<usize, OutboxError> {
+        each!(self.release_study(study_uid))
+    }
+
+    /// Studies with held objects (after a restart their quiet period starts
+    /// again).
+    pub fn held_studies(&self) -> Result<Vec<String>, OutboxError> {
+        each!(self.held_studies())
+    }
+
+    /// Ready objects whose time has come, oldest first (in the shared
+    /// outbox, leased to this replica); first gives up those past the
+    /// retry window.
+    pub fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Entry>, OutboxError> {
+        each!(self.due(now_ms, limit))
+    }
+
+    /// Milliseconds until the next ready object is due (None when none is).
+    pub fn next_due_in(&self, now_ms: i64) -> Result<Option<i64>, OutboxError> {
+        each!(self.next_due_in(now_ms))
+    }
+
+    /// Records the destination's confirmation (and drops the object's
+    /// bytes).
+    pub fn mark_sent(&self, entry: &Entry, now_ms: i64) -> Result<(), OutboxError> {
+        each!(self.mark_sent(entry, now_ms))
+    }
+
+    /// Records a failed attempt; the next is after the backoff.
+    pub fn mark_failed(&self, entry: &Entry, error: &str, now_ms: i64) -> Result<(), OutboxError> {
+        each!(self.mark_failed(entry, error, now_ms))
+    }
+
+    /// Counts by state.
+    pub fn counts(&self) -> Result<Counts, OutboxError> {
+        each!(self.counts())
+    }
+
+    /// Every entry, oldest first (operations, tests).
+    pub fn entries(&self) -> Result<Vec<Entry>, OutboxError> {
+        each!(self.entries())
+    }
+
+    /// Retention in the shared outbox: deletes the rows of objects sent
+    /// before `before_ms` (the local outbox has [`purge_sent`]).
+    pub fn purge_sent_rows(&self, before_ms: i64) -> Result<usize, OutboxError> {
+        match &self.backend {
+            Backend::Local(o) => o.purge_sent_rows(before_ms),
+            Backend::Shared(o) => o.purge_sent(before_ms),
+        }
+    }
+}
+
+/// The outbox of one replica: SQLite and files.
+struct LocalOutbox {
+    root: PathBuf,
+    dir: PathBuf,
+    conn: Mutex<Connection>,
+    retry: RetryPolicy,
+}
+
+impl LocalOutbox {
+    fn open(root: &Path, retry: RetryPolicy) -> Result<LocalOutbox, OutboxError> {
         let dir = root.join("outbox");
         fs::create_dir_all(&dir).map_err(|source| OutboxError::File {
             path: dir.clone(),
@@ -160,7 +274,8 @@ impl Outbox {
             tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
             tx.commit()?;
         }
-        let outbox = Outbox {
+        let outbox = LocalOutbox {
+            root: root.to_path_buf(),
             dir,
             conn: Mutex::new(conn),
             retry,
@@ -197,7 +312,7 @@ impl Outbox {
     /// Queues result objects of one image, held until `release_study`.
     /// Files are durable before their rows are committed. Returns how many
     /// were new.
-    pub fn add(
+    fn add(
         &self,
         study_uid: &str,
         objects: &[ResultObject],
@@ -236,7 +351,7 @@ impl Outbox {
     }
 
     /// Makes a final study's held objects ready to send; returns how many.
-    pub fn release_study(&self, study_uid: &str) -> Result<usize, OutboxError> {
+    fn release_study(&self, study_uid: &str) -> Result<usize, OutboxError> {
         Ok(self.lock().execute(
             "UPDATE outbox SET state = 'ready' WHERE study_uid = ?1 AND state = 'held'",
             params![study_uid],
@@ -244,7 +359,7 @@ impl Outbox {
     }
 
     /// Studies with held objects (after a restart their quiet period starts again).
-    pub fn held_studies(&self) -> Result<Vec<String>, OutboxError> {
+    fn held_studies(&self) -> Result<Vec<String>, OutboxError> {
         let conn = self.lock();
         let mut stmt =
             conn.prepare("SELECT DISTINCT study_uid FROM outbox WHERE state = 'held'")?;
@@ -254,7 +369,7 @@ impl Outbox {
 
     /// Ready objects whose time has come, oldest first; first gives up
     /// those past the retry window.
-    pub fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Entry>, OutboxError> {
+    fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Entry>, OutboxError> {
         let give_up_before = now_ms - (self.retry.give_up_after_h as i64) * 3_600_000;
         let conn = self.lock();
         conn.execute(
@@ -270,7 +385,7 @@ impl Outbox {
     }
 
     /// Milliseconds until the next ready object is due (None when none is).
-    pub fn next_due_in(&self, now_ms: i64) -> Result<Option<i64>, OutboxError> {
+    fn next_due_in(&self, now_ms: i64) -> Result<Option<i64>, OutboxError> {
         let next: Option<i64> = self.lock().query_row(
             "SELECT MIN(next_attempt_ms) FROM outbox WHERE state = 'ready'",
             [],
@@ -280,7 +395,7 @@ impl Outbox {
     }
 
     /// Records the destination's confirmation, then deletes the file.
-    pub fn mark_sent(&self, entry: &Entry, now_ms: i64) -> Result<(), OutboxError> {
+    fn mark_sent(&self, entry: &Entry, now_ms: i64) -> Result<(), OutboxError> {
         self.lock().execute(
             "UPDATE outbox SET state = 'sent', sent_ms = ?2, last_error = NULL WHERE id = ?1",
             params![entry.id, now_ms],
@@ -290,7 +405,7 @@ impl Outbox {
     }
 
     /// Records a failed attempt; the next is after the backoff.
-    pub fn mark_failed(&self, entry: &Entry, error: &str, now_ms: i64) -> Result<(), OutboxError> {
+    fn mark_failed(&self, entry: &Entry, error: &str, now_ms: i64) -> Result<(), OutboxError> {
         let attempts = entry.attempts + 1;
         let next = now_ms + self.retry.backoff_ms(attempts);
         self.lock().execute(
@@ -301,7 +416,7 @@ impl Outbox {
     }
 
     /// Counts by state.
-    pub fn counts(&self) -> Result<Counts, OutboxError> {
+    fn counts(&self) -> Result<Counts, OutboxError> {
         let conn = self.lock();
         let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM outbox GROUP BY state")?;
         let mut counts = Counts::default();
@@ -320,7 +435,7 @@ impl Outbox {
     }
 
     /// Every entry, oldest first (operations, tests).
-    pub fn entries(&self) -> Result<Vec<Entry>, OutboxError> {
+    fn entries(&self) -> Result<Vec<Entry>, OutboxError> {
         let conn = self.lock();
         let mut stmt = conn.prepare(&format!("{SELECT} ORDER BY id"))?;
         let rows = stmt.query_map([], |r| self.entry(r))?;
@@ -340,7 +455,12 @@ impl Outbox {
             last_error: r.get(8)?,
             created_ms: r.get(9)?,
             sent_ms: r.get(10)?,
+            data: None,
         })
+    }
+
+    fn purge_sent_rows(&self, before_ms: i64) -> Result<usize, OutboxError> {
+        purge_sent(&self.root, before_ms)
     }
 }
 
@@ -438,16 +558,8 @@ mod tests {
         outbox.mark_sent(&due[1], 5_000).unwrap();
         assert_eq!(purge_sent(dir.path(), 1_000).unwrap(), 1);
         let (sent, ready) = {
-            let conn = outbox.lock();
-            let count = |state: &str| -> i64 {
-                conn.query_row(
-                    "SELECT COUNT(*) FROM outbox WHERE state = ?1",
-                    params![state],
-                    |r| r.get(0),
-                )
-                .unwrap()
-            };
-            (count("sent"), count("ready"))
+            let counts = outbox.counts().unwrap();
+            (counts.sent, counts.ready)
         };
         assert_eq!(
             (sent, ready),

@@ -18,6 +18,16 @@ use super::dimse::{self, Command};
 use super::scp::send_fragments;
 use super::uids;
 
+/// An object to send: an outbox file, or the bytes of a Part 10 file (from
+/// the shared outbox).
+#[derive(Debug, Clone, Copy)]
+pub enum Object<'a> {
+    /// A file on disk.
+    File(&'a std::path::Path),
+    /// The file's bytes.
+    Bytes(&'a [u8]),
+}
+
 /// What happened to one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
@@ -77,11 +87,15 @@ impl StoreScu {
     pub async fn store(
         association: &mut AsyncClientAssociation<TcpStream>,
         message_id: u16,
-        file: &std::path::Path,
+        object: Object<'_>,
     ) -> Delivery {
-        let object = match OpenFileOptions::new().open_file(file) {
+        let opened = match object {
+            Object::File(path) => OpenFileOptions::new().open_file(path),
+            Object::Bytes(bytes) => OpenFileOptions::new().from_reader(bytes),
+        };
+        let object = match opened {
             Ok(o) => o,
-            Err(e) => return Delivery::Failed(format!("reading the outbox file: {e}")),
+            Err(e) => return Delivery::Failed(format!("reading the outbox object: {e}")),
         };
         let class = object.meta().media_storage_sop_class_uid().to_string();
         let instance = object.meta().media_storage_sop_instance_uid().to_string();

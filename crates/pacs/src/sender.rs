@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 use super::outbox::{Entry, Outbox};
-use super::scu::{Delivery, StoreScu};
+use super::scu::{self, Delivery, StoreScu};
 use cxr_worklist::now_ms;
 
 /// Objects per association.
@@ -87,7 +87,11 @@ async fn send_batch(
             break;
         }
         let message_id = (i % usize::from(u16::MAX)) as u16 + 1;
-        let delivery = StoreScu::store(&mut association, message_id, &entry.path).await;
+        let object = match &entry.data {
+            Some(bytes) => scu::Object::Bytes(bytes),
+            None => scu::Object::File(&entry.path),
+        };
+        let delivery = StoreScu::store(&mut association, message_id, object).await;
         match delivery {
             Delivery::Stored { status } => {
                 if status != 0 {
