@@ -13,7 +13,7 @@ export ORT_DYLIB_PATH
 RUST_LIB_BACKTRACE ?= 0
 export RUST_LIB_BACKTRACE
 
-.PHONY: run demo test setup-run setup-test build fixtures lint unit deploy-check image-check image bench bench-baseline bench-pipeline fuzz clean-fixtures
+.PHONY: run demo test setup-run setup-test build fixtures lint unit deploy-check image-check image image-cuda bench bench-baseline bench-pipeline fuzz clean-fixtures
 
 ## run: set up, build, check the bundled models, and serve on embedded
 ## defaults (gRPC 127.0.0.1:50051, metrics 127.0.0.1:9464, data in ./data).
@@ -54,13 +54,20 @@ deploy-check:
 	bash deploy/check.sh
 
 ## image-check: build the container image (from the debug binary the tests
-## built) and run it: healthy, a film in by DICOM, SIGTERM (deploy/container).
+## built) and run it: healthy, a film in by DICOM, SIGTERM (deploy/container);
+## build the CUDA image from PyPI's wheels and inspect it (no GPU needed).
 image-check:
 	bash deploy/container/test.sh
+	bash deploy/container/test-cuda.sh
 
 ## image: the release CPU image, localhost/cxr-triage:cpu, built offline.
 image: setup-run build
 	deploy/container/build.sh localhost/cxr-triage:cpu
+
+## image-cuda: the release CUDA image, localhost/cxr-triage:cuda (onnxruntime-gpu
+## and NVIDIA's CUDA 13 / cuDNN 9 wheels from PyPI; ~1.5 GB of downloads once).
+image-cuda: setup-run build
+	deploy/container/build.sh localhost/cxr-triage:cuda cuda
 
 ## bench: criterion benches of decode + VOI per transfer syntax, and of
 ## preprocess + inference per model and batch size; the service under

@@ -1,25 +1,77 @@
 #!/usr/bin/env bash
-# Builds the CPU image offline: `deploy/container/build.sh [TAG]`
-# (default localhost/cxr-triage:cpu), from target/release/cxr-triage (or
-# CXR_BINARY), the onnxruntime wheel's library in .venv and the reference
-# model. The base, debian:bookworm-slim, is used when the machine has it;
+# Builds an image offline: `deploy/container/build.sh [TAG] [cpu|cuda]`
+# (default localhost/cxr-triage:cpu, cpu), from target/release/cxr-triage
+# (or CXR_BINARY) and the reference model, with ONNX Runtime's library:
+#  - cpu: from the onnxruntime wheel in .venv;
+#  - cuda: from the onnxruntime-gpu wheel and NVIDIA's CUDA 13 / cuDNN 9
+#    runtime wheels (pinned in deploy/container/requirements-cuda.txt,
+#    downloaded from PyPI into target/cuda-wheels once), laid out as in a
+#    site-packages so that the engine preloads them; the host provides only
+#    the NVIDIA driver (the NVIDIA container toolkit mounts libcuda).
+# The base, debian:bookworm-slim, is used when the machine has it;
 # otherwise it is made here by mmdebstrap from the configured Debian
 # archive (--variant=essential + libstdc++6, merged /usr) and imported under
 # that name — no registry is contacted.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tag=${1:-localhost/cxr-triage:cpu}
+variant=${2:-cpu}
 binary=${CXR_BINARY:-target/release/cxr-triage}
 base=docker.io/library/debian:bookworm-slim
 [ -x "$binary" ] || { echo "build.sh: $binary not found (make build)" >&2; exit 2; }
-ort=$(ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)
-[ -n "$ort" ] || { echo "build.sh: no libonnxruntime in .venv (scripts/setup.sh run)" >&2; exit 2; }
 
 ctx=target/image-context
 rm -rf "$ctx"
-mkdir -p "$ctx/models"
+mkdir -p "$ctx/models" "$ctx/lib"
 cp "$binary" "$ctx/cxr-triage"
-cp "$ort" "$ctx/libonnxruntime.so"
+case "$variant" in
+  cpu)
+    ort=$(ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n 1)
+    [ -n "$ort" ] || { echo "build.sh: no libonnxruntime in .venv (scripts/setup.sh run)" >&2; exit 2; }
+    cp "$ort" "$ctx/lib/libonnxruntime.so"
+    ort_dylib=/opt/cxr-triage/lib/libonnxruntime.so
+    ;;
+  cuda)
+    wheels=target/cuda-wheels
+    mkdir -p "$wheels"
+    python=${PYTHON:-.venv/bin/python}
+    # The wheels for Linux x86_64 (the image's platform), whatever this
+    # machine's Python; --no-deps: the pinned list is the whole set.
+    "$python" -m pip download --quiet --no-deps --only-binary=:all: \
+      --platform manylinux_2_28_x86_64 --python-version 3.11 \
+      -r deploy/container/requirements-cuda.txt -d "$wheels"
+    # The shared libraries of exactly the pinned wheels, in their wheel
+    # layout (site-packages/onnxruntime/capi, site-packages/nvidia/*/lib).
+    "$python" - deploy/container/requirements-cuda.txt "$wheels" "$ctx/lib" <<'PY'
+import fnmatch, pathlib, re, sys, zipfile
+requirements, wheels, out = sys.argv[1], pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+wanted = {
+    "onnxruntime_gpu": ["onnxruntime/capi/libonnxruntime.so.*",
+                        "onnxruntime/capi/libonnxruntime_providers_cuda.so",
+                        "onnxruntime/capi/libonnxruntime_providers_shared.so"],
+}
+for line in open(requirements):
+    line = line.split("#")[0].strip()
+    if not line:
+        continue
+    name, version = line.split("==")
+    key = re.sub(r"[-_.]+", "_", name).lower()
+    found = [w for w in wheels.glob("*.whl")
+             if re.sub(r"[-_.]+", "_", w.name.split("-")[0]).lower() == key
+             and w.name.split("-")[1] == version]
+    if len(found) != 1:
+        sys.exit(f"build.sh: {name}=={version}: {len(found)} wheels in {wheels}")
+    patterns = wanted.get(key, ["nvidia/*/lib/*.so*"])
+    with zipfile.ZipFile(found[0]) as z:
+        for member in z.namelist():
+            if any(fnmatch.fnmatch(member, p) for p in patterns):
+                z.extract(member, out)
+PY
+    ort=$(cd "$ctx/lib" && ls onnxruntime/capi/libonnxruntime.so.* | head -n 1)
+    ort_dylib=/opt/cxr-triage/lib/$ort
+    ;;
+  *) echo "build.sh: variant '$variant' is cpu or cuda" >&2; exit 2 ;;
+esac
 cp models/cxr-reference-v1.onnx models/cxr-reference-v1.toml models/cxr-reference-v1.md "$ctx/models/"
 cp deploy/container/cxr.toml "$ctx/cxr.toml"
 chmod -R a+rX "$ctx"
@@ -35,5 +87,6 @@ if ! podman image exists "$base"; then
   rm -f target/image-base.tar
 fi
 podman build --quiet --pull=never --network=host --format docker \
+  --build-arg ORT_DYLIB="$ort_dylib" --build-arg VARIANT="$variant" \
   -f deploy/container/Containerfile -t "$tag" "$ctx" >/dev/null
 echo "build.sh: built $tag ($(podman image inspect --format '{{.Size}}' "$tag") bytes)"
