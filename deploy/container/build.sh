@@ -38,7 +38,9 @@ case "$variant" in
     # The wheels for Linux x86_64 (the image's platform), whatever this
     # machine's Python; --no-deps: the pinned list is the whole set.
     "$python" -m pip download --quiet --no-deps --only-binary=:all: \
-      --platform manylinux_2_28_x86_64 --python-version 3.11 \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+      --platform manylinux2014_x86_64 --platform manylinux2010_x86_64 \
+      --platform manylinux1_x86_64 --python-version 3.11 \
       -r deploy/container/requirements-cuda.txt -d "$wheels"
     # The shared libraries of exactly the pinned wheels, in their wheel
     # layout (site-packages/onnxruntime/capi, site-packages/nvidia/*/lib).

@@ -37,7 +37,7 @@ nofile=$(ulimit -Hn); [ "$nofile" = unlimited ] && nofile=1048576
 nproc=$(ulimit -Hu); [ "$nproc" = unlimited ] && nproc=32768
 [ "$nproc" -gt 32768 ] && nproc=32768
 run=(podman run --rm --runtime runc --network none --read-only --tmpfs /tmp
-  --cap-drop ALL --security-opt no-new-privileges
+  --cap-drop ALL --security-opt no-new-privileges --health-interval disable
   --ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc")
 
 # What the CUDA provider and cuDNN load, resolved inside the image with the
@@ -57,7 +57,7 @@ grep -q 'libcuda.so.1 => not found' "$work/ldd.txt" \
   || { echo "cuda image: the CUDA provider does not ask for the driver's libcuda?" >&2; exit 1; }
 echo "cuda image: the CUDA provider, cuBLAS, cuFFT and cuDNN resolve inside the image; only the driver's libcuda.so.1 is left to the host"
 
-"${run[@]}" -e CXR_LOG=warn "$tag" models check --provider auto >"$work/check.out" 2>"$work/check.err" \
+"${run[@]}" -e CXR_LOG=warn "$tag" models check --provider auto /opt/cxr-triage/models >"$work/check.out" 2>"$work/check.err" \
   || { cat "$work/check.out" "$work/check.err" >&2; echo "cuda image: models check failed" >&2; exit 1; }
 why=$(grep 'GPU not used:' "$work/check.out" || true)
 echo "$why" | grep -q 'cuda:' \
@@ -71,6 +71,6 @@ echo "cuda image: $why"
 echo "cuda image: without a GPU, models check says why CUDA did not start and runs the model on the CPU"
 
 if [ "${CXR_GPU_IMAGE_RUN:-0}" = 1 ]; then
-  "${run[@]}" --device nvidia.com/gpu=all "$tag" models check --provider cuda
+  "${run[@]}" --device nvidia.com/gpu=all "$tag" models check --provider cuda /opt/cxr-triage/models
   echo "cuda image: models check on the GPU passed"
 fi
