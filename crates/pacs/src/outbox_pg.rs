@@ -17,7 +17,7 @@
 
 use std::sync::{mpsc, Mutex};
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use super::config::RetryPolicy;
 use super::derived::ResultObject;
@@ -152,10 +152,10 @@ impl PgOutbox {
         let url = self.url.clone();
         let job: Job = Box::new(move |slot: &mut Option<Client>| {
             if slot.as_ref().is_none_or(Client::is_closed) {
-                match Client::connect(&url, NoTls) {
+                match cxr_worklist::connect_postgres(&url) {
                     Ok(c) => *slot = Some(c),
                     Err(e) => {
-                        let _ = tx.send(Err(pg(e)));
+                        let _ = tx.send(Err(OutboxError::Shared(e)));
                         return;
                     }
                 }

@@ -23,7 +23,7 @@ pub mod testing;
 
 use serde::{Deserialize, Serialize};
 
-pub use postgres::PostgresStore;
+pub use postgres::{connect_postgres, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// Opens the worklist store `url` names: `postgres://…` (or

@@ -183,16 +183,137 @@ impl Pool {
 }
 
 fn connect(url: &str) -> Result<Client, StoreError> {
-    let mut config: postgres::Config = url
-        .parse()
-        .map_err(|e| StoreError::Database(format!("worklist.url: {e}")))?;
+    connect_postgres(url).map_err(StoreError::Database)
+}
+
+/// Connects to the PostgreSQL database at `url`, the `worklist.url` of
+/// the service: a `postgres://` URL or libpq's `key=value` form. TLS as
+/// libpq spells it: `sslmode=require` (or `verify-ca`, `verify-full`)
+/// with `sslrootcert=FILE`, the PEM CA that signed the server's
+/// certificate; the certificate chain and the host name are always
+/// verified (rustls). `sslmode=require` without `sslrootcert` is refused
+/// rather than trusting any certificate; without `sslmode`, a URL with
+/// `sslrootcert` uses TLS when the server offers it (`prefer`).
+pub fn connect_postgres(url: &str) -> Result<Client, String> {
+    let (url, ca) = split_tls_options(url);
+    let mut config: postgres::Config = url.parse().map_err(|e| format!("worklist.url: {e}"))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
     config.application_name("cxr-triage");
-    config
-        .connect(NoTls)
-        .map_err(|e| StoreError::Database(format!("connecting to PostgreSQL: {e}")))
+    let connected = match ca {
+        Some(ca) => config.connect(tls_connector(&ca)?),
+        None if config.get_ssl_mode() == postgres::config::SslMode::Require => {
+            return Err(
+                "worklist.url: sslmode=require needs sslrootcert=FILE, the CA that \
+                        signed the PostgreSQL server's certificate"
+                    .into(),
+            )
+        }
+        None => config.connect(NoTls),
+    };
+    connected.map_err(|e| {
+        let mut why = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            why.push_str(": ");
+            why.push_str(&s.to_string());
+            source = s.source();
+        }
+        format!("connecting to PostgreSQL: {why}")
+    })
+}
+
+/// `url` without `sslrootcert` (which the client library does not know),
+/// with `sslmode=verify-ca|verify-full` as `require` (this client always
+/// verifies), and the CA file named.
+fn split_tls_options(url: &str) -> (String, Option<std::path::PathBuf>) {
+    let mut ca = None;
+    let mut keep = |key: &str, value: &str| -> Option<String> {
+        match key {
+            "sslrootcert" => {
+                ca = Some(std::path::PathBuf::from(percent_decode(value)));
+                None
+            }
+            "sslmode" if matches!(value, "verify-ca" | "verify-full") => {
+                Some(format!("{key}=require"))
+            }
+            _ => Some(format!("{key}={value}")),
+        }
+    };
+    let cleaned = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        match url.split_once('?') {
+            Some((base, query)) => {
+                let params: Vec<String> = query
+                    .split('&')
+                    .filter(|p| !p.is_empty())
+                    .filter_map(|p| {
+                        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                        keep(k, v)
+                    })
+                    .collect();
+                if params.is_empty() {
+                    base.to_string()
+                } else {
+                    format!("{base}?{}", params.join("&"))
+                }
+            }
+            None => url.to_string(),
+        }
+    } else {
+        url.split_whitespace()
+            .filter_map(|p| match p.split_once('=') {
+                Some((k, v)) => keep(k, v),
+                None => Some(p.to_string()),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    (cleaned, ca)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// rustls (ring) trusting only the CA in `ca` (PEM).
+fn tls_connector(ca: &std::path::Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    use tokio_rustls::rustls;
+    let what =
+        |e: &dyn std::fmt::Display| format!("worklist.url sslrootcert {}: {e}", ca.display());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| what(&e))? {
+        roots
+            .add(cert.map_err(|e| what(&e))?)
+            .map_err(|e| what(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(what(&"no certificate in the file"));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| what(&e))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// PostgreSQL-backed [`WorklistStore`], shared by any number of replicas.

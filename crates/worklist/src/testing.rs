@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 pub struct ThrowawayPostgres {
     port: u16,
     dir: PathBuf,
+    /// `ca.crt`, `other-ca.crt` (when openssl could make them: the server
+    /// then also takes TLS, with a certificate for 127.0.0.1 only).
+    tls: Option<PathBuf>,
 }
 
 static SERVER: OnceLock<Result<ThrowawayPostgres, String>> = OnceLock::new();
@@ -41,6 +44,17 @@ impl ThrowawayPostgres {
     /// `postgres.log`).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The CA that signed the server's TLS certificate (valid for the
+    /// address 127.0.0.1 only), when the server takes TLS.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.tls.as_ref().map(|d| d.join("ca.crt"))
+    }
+
+    /// A CA that did not sign it.
+    pub fn untrusted_ca_file(&self) -> Option<PathBuf> {
+        self.tls.as_ref().map(|d| d.join("other-ca.crt"))
     }
 
     /// A URL to the server's `postgres` database, for administration.
@@ -157,6 +171,73 @@ fn chown(path: &Path, user: Option<(u32, u32)>) -> Result<(), String> {
     Ok(())
 }
 
+/// A CA, a server certificate it signed for 127.0.0.1 (and its key, the
+/// server's alone), and an unrelated CA, made with openssl in `dir`.
+fn make_tls(dir: &Path, user: Option<(u32, u32)>) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let openssl = |args: &[&str]| -> Result<(), String> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map_err(|e| format!("openssl: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for (name, cn) in [("ca", "cxr-test-ca"), ("other-ca", "cxr-other-ca")] {
+        let (key, crt, subject) = (
+            format!("{name}.key"),
+            format!("{name}.crt"),
+            format!("/CN={cn}"),
+        );
+        let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subject];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &crt]);
+        openssl(&args)?;
+    }
+    let mut args = vec!["req", "-subj", "/CN=127.0.0.1"];
+    args.extend(ec);
+    args.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    openssl(&args)?;
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")
+        .map_err(|e| e.to_string())?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.crt",
+    ])?;
+    let key = dir.join("server.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| e.to_string())?;
+    chown(&key, user)?;
+    chown(&dir.join("server.crt"), user)?;
+    chown(dir, user)?;
+    Ok(dir.to_path_buf())
+}
+
 /// Removes the directories of earlier runs whose process is gone.
 fn sweep(parent: &Path) {
     for e in std::fs::read_dir(parent).into_iter().flatten().flatten() {
@@ -213,6 +294,18 @@ fn start() -> Result<ThrowawayPostgres, String> {
             String::from_utf8_lossy(&initdb.stderr)
         ));
     }
+    let tls = make_tls(&dir.join("tls"), user).ok();
+    let mut tls_args: Vec<String> = Vec::new();
+    if let Some(t) = &tls {
+        tls_args = vec![
+            "-c".into(),
+            "ssl=on".into(),
+            "-c".into(),
+            format!("ssl_cert_file={}", t.join("server.crt").display()),
+            "-c".into(),
+            format!("ssl_key_file={}", t.join("server.key").display()),
+        ];
+    }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
@@ -243,6 +336,7 @@ fn start() -> Result<ThrowawayPostgres, String> {
                     "-c",
                     "max_connections=300",
                 ])
+                .args(&tls_args)
                 .stdin(Stdio::null())
                 .stdout(log_file.try_clone().expect("log"))
                 .stderr(log_file)
@@ -263,7 +357,7 @@ fn start() -> Result<ThrowawayPostgres, String> {
         })
         .map_err(|e| e.to_string())?;
     rx.recv().map_err(|e| e.to_string())??;
-    let server = ThrowawayPostgres { port, dir };
+    let server = ThrowawayPostgres { port, dir, tls };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match run_sql(&server.admin_url(), "SELECT 1") {

@@ -3,4 +3,5 @@
 
 mod backends;
 mod replicas;
+mod tls;
 mod worklist_store;
