@@ -12,7 +12,7 @@ purpose=${1:-run}
 
 packages=(cmake g++ make)
 if [ "$purpose" = test ]; then
-  packages+=(dcmtk dicom3tools openjph-tools libopenjp2-tools openssl orthanc curl systemd podman runc catatonit mmdebstrap postgresql nginx)
+  packages+=(dcmtk dicom3tools openjph-tools libopenjp2-tools openssl orthanc curl systemd podman runc catatonit mmdebstrap postgresql nginx chromium)
 fi
 
 missing=()
@@ -57,7 +57,7 @@ fi
 
 requirements=(-r models/requirements-runtime.txt)
 if [ "$purpose" = test ]; then
-  requirements+=(-r test-images/requirements.txt -r examples/python/requirements.txt)
+  requirements+=(-r test-images/requirements.txt -r examples/python/requirements.txt -r tests/web/requirements.txt)
 fi
 stamp=.venv/.cxr-setup-$purpose
 if [ ! -f "$stamp" ] || [ -n "$(find models/requirements-runtime.txt test-images/requirements.txt examples/python/requirements.txt -newer "$stamp" 2>/dev/null)" ]; then

@@ -47,6 +47,9 @@ pub struct ServiceConfig {
     pub audit: AuditConfig,
     /// Where the worklist is kept (`[worklist]`).
     pub worklist: WorklistConfig,
+    /// The web worklist, the radiologists' screen (`[web]`; on by default
+    /// on 127.0.0.1:8080; `CXR_WEB_LISTEN=off` turns it off).
+    pub web: cxr_web::WebConfig,
 }
 
 /// `[worklist]`: where results, the change log and the audit trail are
@@ -215,6 +218,7 @@ impl Default for ServiceConfig {
             decode: cxr_pipeline::jpeg2000::DecodeConfig::default(),
             audit: AuditConfig::default(),
             worklist: WorklistConfig::default(),
+            web: cxr_web::WebConfig::default(),
         }
     }
 }
@@ -279,6 +283,7 @@ impl ServiceConfig {
             match key.as_str() {
                 "metrics_listen" => self.metrics_listen = None,
                 "health_listen" => self.health_listen = None,
+                "web.listen" => self.web.listen = None,
                 "dicom.stow_listen" => self.dicom.stow_listen = None,
                 "dicom.spool_dir" => self.dicom.spool_dir = None,
                 "dicom.destination" => self.dicom.destination = None,
@@ -351,6 +356,7 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
 const OPTIONAL_KEYS: &[&str] = &[
     "metrics_listen",
     "health_listen",
+    "web.listen",
     "decode.library",
     "audit.syslog",
     "tls.cert",

@@ -281,6 +281,31 @@ pub async fn run(
             .context("TLS configuration")?;
     }
 
+    if let Some(web_addr) = config.web.listen {
+        let web_listener = tokio::net::TcpListener::bind(web_addr)
+            .await
+            .with_context(|| format!("binding the web worklist {web_addr} (web.listen)"))?;
+        let web_addr = web_listener.local_addr()?;
+        let web_tls = match &stow_tls {
+            Some(files) => Some(cxr_pacs::stow::tls_acceptor(files).context("web TLS")?),
+            None => None,
+        };
+        let scheme = if web_tls.is_some() { "https" } else { "http" };
+        tracing::info!(addr = %web_addr, tls = web_tls.is_some(), "web worklist listening");
+        eprintln!("cxr-triage web worklist on {scheme}://{web_addr}/");
+        let web = Arc::new(cxr_web::Web::new(
+            Arc::clone(&pipeline),
+            Arc::clone(&auth),
+            config.web.clone(),
+        ));
+        tokio::spawn(cxr_web::serve(
+            web_listener,
+            web,
+            web_tls,
+            stopping_tx.subscribe(),
+        ));
+    }
+
     if let Some(health_addr) = config.health_listen {
         let health_listener = tokio::net::TcpListener::bind(health_addr)
             .await
@@ -359,6 +384,17 @@ fn check_exposure(config: &ServiceConfig) -> anyhow::Result<()> {
                 "STOW-RS on {stow} without TLS and authentication would let anyone on the network read \
                  and file images: configure [tls] and [auth] (docs/security.md), or set \
                  auth.insecure = true to accept the risk"
+            );
+        }
+    }
+    // The web worklist beyond loopback: HTTPS and someone to sign in.
+    if let Some(web) = config.web.listen {
+        let signed = config.auth.enabled || !config.web.users.is_empty();
+        if !web.ip().is_loopback() && !(config.tls.is_some() && signed) && !config.auth.insecure {
+            anyhow::bail!(
+                "the web worklist on {web} without TLS and sign-in would show patient data to \
+                 the network: configure [tls] and [[web.users]] or [auth] (docs/security.md), \
+                 or set auth.insecure = true to accept the risk"
             );
         }
     }

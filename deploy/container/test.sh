@@ -29,7 +29,7 @@ podman image inspect --format '{{json .Config.Healthcheck}}' "$tag" | grep -q '"
   || { echo "image: no HEALTHCHECK" >&2; exit 1; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port); health=$(free_port); dicom=$(free_port)
+port=$(free_port); health=$(free_port); dicom=$(free_port); web=$(free_port)
 data=$work/data
 mkdir -m 0700 "$data"
 chown 10001:10001 "$data"
@@ -37,6 +37,9 @@ cat > "$work/cxr.toml" <<TOML
 listen = "127.0.0.1:$port"
 health_listen = "127.0.0.1:$health"
 data_dir = "/var/lib/cxr-triage"
+
+[web]
+listen = "127.0.0.1:$web"
 
 [engine]
 models_dir = "/opt/cxr-triage/models"
@@ -91,11 +94,14 @@ mode=$(stat -c '%a %u' "$data/worklist.sqlite")
 
 # The rendered CPU Deployment under `podman kube play` (host network,
 # loopback configuration; Secrets dropped): it comes up healthy.
-kport=$(free_port); khealth=$(free_port)
+kport=$(free_port); khealth=$(free_port); kweb=$(free_port)
 cat > "$work/kube.toml" <<TOML
 listen = "127.0.0.1:$kport"
 health_listen = "127.0.0.1:$khealth"
 data_dir = "/var/lib/cxr-triage"
+
+[web]
+listen = "127.0.0.1:$kweb"
 
 [engine]
 models_dir = "/opt/cxr-triage/models"

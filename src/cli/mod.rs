@@ -13,6 +13,7 @@ mod purge;
 mod report;
 mod score;
 mod serve;
+mod web;
 
 use std::process::ExitCode;
 
@@ -85,6 +86,9 @@ pub enum Command {
     /// Apply the retention policy now (`serve` does it daily): previews,
     /// heatmaps and the change log of read studies older than the retention.
     Purge(PurgeArgs),
+    /// The web worklist's tools: `web hash-password` makes a local user's
+    /// stored password.
+    Web(web::WebArgs),
 }
 
 impl Command {
@@ -103,6 +107,7 @@ impl Command {
             Command::Audit(args) => audit::run(&args),
             Command::Purge(args) => purge::run(&args),
             Command::Health(args) => health::run(&args),
+            Command::Web(args) => web::run(&args),
         }
     }
 }

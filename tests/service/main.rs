@@ -17,3 +17,4 @@ mod pacs_support;
 mod rehearsal;
 mod service_grpc;
 mod service_process;
+mod web;

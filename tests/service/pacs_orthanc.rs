@@ -54,6 +54,10 @@ async fn orthanc_forwards_a_study_and_gets_the_sc_and_sr_back_under_it() {
     let mut config = ServiceConfig {
         data_dir: data.path().to_path_buf(),
         metrics_listen: None,
+        web: cxr_web::WebConfig {
+            listen: None,
+            ..Default::default()
+        },
         ..ServiceConfig::default()
     };
     config.engine.models_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");

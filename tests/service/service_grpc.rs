@@ -33,6 +33,10 @@ pub(crate) fn config(data: &Path) -> ServiceConfig {
     let mut c = ServiceConfig {
         data_dir: data.to_path_buf(),
         metrics_listen: None,
+        web: cxr_web::WebConfig {
+            listen: None,
+            ..Default::default()
+        },
         ..ServiceConfig::default()
     };
     c.engine.models_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");

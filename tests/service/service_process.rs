@@ -62,6 +62,7 @@ impl Server {
             .arg("cpu")
             .args(extra)
             .env("CXR_METRICS_LISTEN", "off")
+            .env("CXR_WEB_LISTEN", "off")
             .env("CXR_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,0 +1,56 @@
+//! # cxr-web: the radiologist's screen
+//!
+//! The service's own web worklist, on an HTTP listener of its own: studies
+//! in reading order with their top finding, live (server-sent events fed
+//! by the worklist's change log, resumed by sequence number after a
+//! dropped connection), and each study with its images, heatmap overlays,
+//! region boxes, every operating point's verdict, and the buttons that
+//! move it through the reading workflow (audited). In English and
+//! Vietnamese. Every asset is embedded in the binary: nothing is fetched
+//! from anywhere else, so it works offline.
+//!
+//! Who may use it: with authentication off (the embedded default, on
+//! loopback) everyone, as on the gRPC port; otherwise local users signed
+//! in with a password (`[[web.users]]`), or a bearer token from the
+//! hospital's OpenID Connect provider checked like the gRPC API's (a
+//! sign-in proxy in front passes it on). Reading needs the reader role.
+
+pub mod auth;
+mod server;
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+pub use auth::{hash_password, verify_password, LocalUser, Sessions};
+pub use server::{serve, Web};
+
+/// `[web]`: the web worklist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// HTTP listen address; unset: no web worklist.
+    pub listen: Option<SocketAddr>,
+    /// Local users (stand-alone workstations, small hospitals).
+    pub users: Vec<LocalUser>,
+    /// The hospital viewer, for "open in the viewer": a URL with
+    /// `{study_instance_uid}` in it (e.g. an OHIF instance's
+    /// `https://pacs/ohif/viewer?StudyInstanceUIDs={study_instance_uid}`).
+    pub viewer_url: Option<String>,
+    /// Hours a sign-in lasts.
+    pub session_hours: u32,
+    /// Live update streams open at once; more are refused (503).
+    pub max_streams: usize,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            users: Vec::new(),
+            viewer_url: None,
+            session_hours: 12,
+            max_streams: 64,
+        }
+    }
+}
