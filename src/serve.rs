@@ -390,7 +390,9 @@ fn check_exposure(config: &ServiceConfig) -> anyhow::Result<()> {
     // The web worklist beyond loopback: HTTPS and someone to sign in.
     if let Some(web) = config.web.listen {
         let signed = config.auth.enabled || !config.web.users.is_empty();
-        if !web.ip().is_loopback() && !(config.tls.is_some() && signed) && !config.auth.insecure {
+        let allowed =
+            web.ip().is_loopback() || config.auth.insecure || (config.tls.is_some() && signed);
+        if !allowed {
             anyhow::bail!(
                 "the web worklist on {web} without TLS and sign-in would show patient data to \
                  the network: configure [tls] and [[web.users]] or [auth] (docs/security.md), \

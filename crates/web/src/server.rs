@@ -28,6 +28,8 @@ use crate::auth::Sessions;
 use crate::WebConfig;
 
 type Body = BoxBody<Bytes, Infallible>;
+/// An image with its size (from its heatmaps) and whether it has a preview.
+type ImageView = (StoredImage, Option<(u32, u32)>, bool);
 
 const COOKIE: &str = "cxr_session";
 /// A request head must arrive within this.
@@ -708,7 +710,7 @@ async fn study(
     let store = web.store();
     let (summary, images) = blocking(move || {
         let (summary, images) = store.get_study(&study_uid)?;
-        let images: Vec<(StoredImage, Option<(u32, u32)>, bool)> = images
+        let images: Vec<ImageView> = images
             .into_iter()
             .map(|image| {
                 let sop = image.identity.sop_instance_uid.clone();
