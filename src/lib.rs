@@ -20,6 +20,7 @@
 //! | `cxr-pacs` | DICOM listener, spool, STOW-RS, SR/SC results, outbox |
 //! | `cxr-api` | the gRPC contract and its handlers |
 //! | `cxr-campaign` | `score`, `evaluate`, `report`, `bench` |
+//! | `cxr-web` | the web worklist (the radiologists' screen) |
 //! | `cxr-synth` | synthetic radiographs and the `cxr-synth` tool (tests, training; not deployed) |
 #![warn(missing_docs)]
 
