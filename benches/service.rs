@@ -78,6 +78,7 @@ fn start(data: &std::path::Path) -> Server {
         .arg("--models")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/models"))
         .env("CXR_METRICS_LISTEN", "off")
+        .env("CXR_WEB_LISTEN", "off")
         .env("CXR_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

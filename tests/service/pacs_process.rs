@@ -34,6 +34,7 @@ impl Server {
             .arg("--models")
             .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"))
             .env("CXR_METRICS_LISTEN", "off")
+            .env("CXR_WEB_LISTEN", "off")
             .env("CXR_LOG", "debug,ort=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
