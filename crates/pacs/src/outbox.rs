@@ -138,6 +138,23 @@ pub struct Counts {
     pub failed: u64,
 }
 
+impl Counts {
+    /// Counts from `(state, rows)` pairs as the outbox tables give them.
+    pub(crate) fn tally(rows: impl IntoIterator<Item = (String, i64)>) -> Counts {
+        let mut counts = Counts::default();
+        for (state, n) in rows {
+            let n = n.max(0) as u64;
+            match EntryState::parse(&state) {
+                EntryState::Held => counts.held = n,
+                EntryState::Ready => counts.ready = n,
+                EntryState::Sent => counts.sent = n,
+                EntryState::Failed => counts.failed = n,
+            }
+        }
+        counts
+    }
+}
+
 /// The outbox: a SQLite database and files under the replica's state
 /// directory, or a table in the PostgreSQL worklist database that every
 /// replica shares ([`Outbox::open_shared`]).
@@ -419,19 +436,8 @@ impl LocalOutbox {
     fn counts(&self) -> Result<Counts, OutboxError> {
         let conn = self.lock();
         let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM outbox GROUP BY state")?;
-        let mut counts = Counts::default();
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-        for row in rows {
-            let (state, n) = row?;
-            let n = n.max(0) as u64;
-            match EntryState::parse(&state) {
-                EntryState::Held => counts.held = n,
-                EntryState::Ready => counts.ready = n,
-                EntryState::Sent => counts.sent = n,
-                EntryState::Failed => counts.failed = n,
-            }
-        }
-        Ok(counts)
+        Ok(Counts::tally(rows.collect::<Result<Vec<_>, _>>()?))
     }
 
     /// Every entry, oldest first (operations, tests).

@@ -347,17 +347,7 @@ impl PgOutbox {
             .map(|r| (r.get(0), r.get(1)))
             .collect())
         })?;
-        let mut counts = Counts::default();
-        for (state, n) in rows {
-            let n = n.max(0) as u64;
-            match EntryState::parse(&state) {
-                EntryState::Held => counts.held = n,
-                EntryState::Ready => counts.ready = n,
-                EntryState::Sent => counts.sent = n,
-                EntryState::Failed => counts.failed = n,
-            }
-        }
-        Ok(counts)
+        Ok(Counts::tally(rows))
     }
 
     pub(crate) fn entries(&self) -> Result<Vec<Entry>, OutboxError> {
