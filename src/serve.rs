@@ -287,17 +287,23 @@ pub async fn run(
             .with_context(|| format!("binding the web worklist {web_addr} (web.listen)"))?;
         let web_addr = web_listener.local_addr()?;
         let web_tls = match &stow_tls {
-            Some(files) => Some(cxr_pacs::stow::tls_acceptor(files).context("web TLS")?),
+            Some(files) => {
+                Some(cxr_pacs::stow::tls_acceptor_optional_client(files).context("web TLS")?)
+            }
             None => None,
         };
         let scheme = if web_tls.is_some() { "https" } else { "http" };
         tracing::info!(addr = %web_addr, tls = web_tls.is_some(), "web worklist listening");
         eprintln!("cxr-triage web worklist on {scheme}://{web_addr}/");
-        let web = Arc::new(cxr_web::Web::new(
-            Arc::clone(&pipeline),
-            Arc::clone(&auth),
-            config.web.clone(),
-        ));
+        let web = Arc::new(
+            cxr_web::Web::new(Arc::clone(&pipeline), Arc::clone(&auth), {
+                let mut web = config.web.clone();
+                web.campaigns
+                    .get_or_insert_with(|| config.data_dir.join("campaigns"));
+                web
+            })
+                .context("the web worklist ([web])")?,
+        );
         tokio::spawn(cxr_web::serve(
             web_listener,
             web,
@@ -388,8 +394,15 @@ fn check_exposure(config: &ServiceConfig) -> anyhow::Result<()> {
         }
     }
     // The web worklist beyond loopback: HTTPS and someone to sign in.
+    if config.web.listen.is_some() && config.web.oidc.is_some() && config.auth.tokens.is_none() {
+        anyhow::bail!(
+            "[web.oidc] needs [auth.tokens] (the provider's issuer, keys and roles claim) to \
+             verify the ID tokens it receives (docs/security.md)"
+        );
+    }
     if let Some(web) = config.web.listen {
-        let signed = config.auth.enabled || !config.web.users.is_empty();
+        let signed =
+            config.auth.enabled || !config.web.users.is_empty() || config.web.oidc.is_some();
         let allowed =
             web.ip().is_loopback() || config.auth.insecure || (config.tls.is_some() && signed);
         if !allowed {

@@ -403,7 +403,7 @@ async fn metrics_report_the_work_and_nothing_identifies_a_patient() {
 
 /// A CA, a server certificate for 127.0.0.1/localhost and a client
 /// certificate, made with the openssl command-line tool.
-fn make_certificates(dir: &Path) {
+pub(crate) fn make_certificates(dir: &Path) {
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)

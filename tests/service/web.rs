@@ -10,28 +10,129 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::service_process::{film, free_port, plain_channel, wait_serving, Server};
+use crate::service_process::{
+    film, free_port, make_certificates, plain_channel, wait_serving, Server,
+};
+
+/// The test OpenID provider (PyPI `oidc-provider-mock`, nobody here wrote
+/// it) on a free loopback port, with `dr.minh` a reader and admin.
+struct Idp {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Idp {
+    /// Starts it and saves its signing keys (made afresh at each start)
+    /// as `dir/jwks.json`, as an operator saves the provider's `jwks_uri`.
+    fn start(dir: &Path) -> Idp {
+        let port = free_port();
+        let mut child = Command::new(python())
+            .arg(root().join("tests/web/oidc_idp.py"))
+            .args(["--port", &port.to_string(), "--user", "dr.minh:reader,admin"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tests/web/oidc_idp.py (oidc-provider-mock; scripts/setup.sh test)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("READY"), "the OpenID provider: {line}");
+        let idp = Idp { child, port };
+        let (status, _, jwks) = request(
+            port,
+            "GET /jwks HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            b"",
+        );
+        assert_eq!(status, 200);
+        std::fs::write(dir.join("jwks.json"), jwks).unwrap();
+        idp
+    }
+}
+
+/// A scored and evaluated campaign, `dir/campaigns/van-1.jsonl` with
+/// `van-1.evaluation.json`: `count` synthetic films with known truth
+/// through the real `score` and `evaluate`.
+fn campaign(dir: &Path, count: u64) {
+    let films = dir.join("van-1-films");
+    let spec = cxr_synth::CaseSpec {
+        size: Some((512, 512)),
+        nodule_contrast: 3.0,
+        ..cxr_synth::CaseSpec::default()
+    };
+    std::fs::create_dir_all(&films).unwrap();
+    let records = cxr_synth::generate_batch(&spec, 7, 1, count, &films).unwrap();
+    cxr_synth::write_sidecars(&films, &records).unwrap();
+    let out = dir.join("campaigns");
+    std::fs::create_dir_all(&out).unwrap();
+    let cli = |args: &[&std::ffi::OsStr]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_cxr-triage"))
+            .args(args)
+            .env("CXR_LOG", "error")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let results = out.join("van-1.jsonl");
+    let models = root().join("models");
+    cli(&[
+        "score".as_ref(),
+        films.as_os_str(),
+        "--out".as_ref(),
+        results.as_os_str(),
+        "--models".as_ref(),
+        models.as_os_str(),
+        "--provider".as_ref(),
+        "cpu".as_ref(),
+        "--quiet".as_ref(),
+    ]);
+    cli(&[
+        "evaluate".as_ref(),
+        results.as_os_str(),
+        "--truth".as_ref(),
+        films.join("labels.csv").as_os_str(),
+        "--json".as_ref(),
+        out.join("van-1.evaluation.json").as_os_str(),
+    ]);
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The service with the web worklist on `web` and three local users.
-fn config(dir: &Path, web: u16) -> PathBuf {
+/// The service with the web worklist on `web`, three local users, browser
+/// sign-in at the OpenID provider on `idp` (its keys saved in
+/// `jwks.json`), and the campaigns in `dir/campaigns`.
+fn config(dir: &Path, web: u16, idp: u16) -> PathBuf {
     let hash = |p: &str| cxr_web::hash_password(p, 1000);
     let path = dir.join("cxr.toml");
+    std::fs::write(dir.join("client-secret"), "a-client-secret\n").unwrap();
     std::fs::write(
         &path,
         format!(
             "[priority]\ncritical_operating_point = \"screening\"\n\
-             [web]\nlisten = \"127.0.0.1:{web}\"\n\
+             [auth.tokens]\nissuer = \"http://127.0.0.1:{idp}\"\njwks_file = \"{d}/jwks.json\"\n\
+             roles_claim = \"roles\"\nsubject_claim = \"sub\"\n\
+             [web]\nlisten = \"127.0.0.1:{web}\"\ncampaigns = \"{d}/campaigns\"\n\
              viewer_url = \"https://pacs.example/ohif/viewer?StudyInstanceUIDs={{study_instance_uid}}\"\n\
+             [web.oidc]\nauthorization_endpoint = \"http://127.0.0.1:{idp}/oauth2/authorize\"\n\
+             token_endpoint = \"http://127.0.0.1:{idp}/oauth2/token\"\nclient_id = \"cxr-triage\"\n\
+             client_secret_file = \"{d}/client-secret\"\n\
+             redirect_url = \"http://127.0.0.1:{web}/oidc/callback\"\n\
              [[web.users]]\nname = \"lan\"\npassword = \"{}\"\nroles = [\"reader\"]\n\
              [[web.users]]\nname = \"khoa\"\npassword = \"{}\"\nroles = [\"reader\"]\n\
              [[web.users]]\nname = \"upl\"\npassword = \"{}\"\nroles = [\"uploader\"]\n",
             hash("Phổi-khỏe-2026"),
             hash("Nốt-phổi-2026"),
             hash("upload-only"),
+            d = dir.display(),
         ),
     )
     .unwrap();
@@ -104,7 +205,9 @@ fn session_cookie(headers: &str) -> String {
 async fn the_web_worklist_signs_in_shows_the_worklist_live_and_in_chromium() {
     let data = tempfile::tempdir().unwrap();
     let web = free_port();
-    let cfg = config(data.path(), web);
+    let idp = Idp::start(data.path());
+    campaign(data.path(), 24);
+    let cfg = config(data.path(), web, idp.port);
     let server = Server::start(
         data.path(),
         &["--config", cfg.to_str().unwrap()],
@@ -136,9 +239,10 @@ async fn the_web_worklist_signs_in_shows_the_worklist_live_and_in_chromium() {
         headers.contains("location: /\r") || headers.ends_with("location: /"),
         "{headers}"
     );
+    // Lax, not Strict: the OpenID provider's redirect back is cross-site.
     assert!(headers
         .to_ascii_lowercase()
-        .contains("httponly; samesite=strict"));
+        .contains("httponly; samesite=lax"));
     let lan = session_cookie(&headers);
     let (status, _, body) = get(web, "/api/me", &lan);
     assert_eq!(status, 200);
@@ -160,6 +264,72 @@ async fn the_web_worklist_signs_in_shows_the_worklist_live_and_in_chromium() {
     // An uploader signs in but may not read.
     let (_, headers) = sign_in(web, "upl", "upload-only");
     assert_eq!(get(web, "/api/worklist", &session_cookie(&headers)).0, 403);
+
+    // With [auth] off but sign-in configured, an Authorization header is
+    // not a way in (the authenticator's open mode must not leak here).
+    let (status, _, _) = request(
+        web,
+        "GET /api/worklist HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Authorization: Bearer whatever\r\n\r\n",
+        b"",
+    );
+    assert_eq!(status, 401);
+
+    // A reader cannot reach the audit trail (admin).
+    let (status, _, _) = get(web, "/admin", &lan);
+    assert_eq!(status, 403);
+    assert_eq!(get(web, "/api/audit?latest=1", &lan).0, 403);
+
+    // Guessing passwords: after 5 failures a user name waits, even with
+    // the right password; other users are not affected.
+    for _ in 0..5 {
+        let (_, headers) = sign_in(web, "upl", "wrong");
+        assert!(headers.contains("location: /login?error=1"), "{headers}");
+    }
+    let (_, headers) = sign_in(web, "upl", "upload-only");
+    assert!(
+        headers.contains("location: /login?error=throttled"),
+        "{headers}"
+    );
+    assert!(headers.to_ascii_lowercase().contains("retry-after: "));
+    assert_eq!(sign_in(web, "khoa", "Nốt-phổi-2026").0, 303);
+
+    // The campaign page's data: progress and the report's figures.
+    let (status, _, body) = get(web, "/api/campaigns", &lan);
+    assert_eq!(status, 200);
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let van = &list["campaigns"][0];
+    assert_eq!(van["name"], "van-1", "{list}");
+    assert_eq!(van["evaluated"], true);
+    assert_eq!(van["progress"]["finished"], true);
+    assert_eq!(van["progress"]["done"], 24);
+    let (status, _, body) = get(web, "/api/campaigns/van-1", &lan);
+    assert_eq!(status, 200);
+    let c: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(c["figures"]["images"], 24);
+    let by_priority: u64 = c["figures"]["by_priority"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(by_priority, 24);
+    for (finding, f) in c["figures"]["findings"].as_object().unwrap() {
+        let bins: u64 = f["bins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(bins, f["analysed"].as_u64().unwrap(), "{finding}");
+        assert!(
+            c["evaluation"]["findings"][finding]["roc"].is_array(),
+            "{finding}"
+        );
+    }
+    // Names are matched, never joined into a path.
+    assert_eq!(get(web, "/api/campaigns/..%2Fcxr.toml", &lan).0, 404);
+    assert_eq!(get(web, "/api/campaigns/van-1.evaluation", &lan).0, 404);
 
     // The live stream resumes from a sequence number: a film stored while
     // no browser listened is replayed to one that says where it was.
@@ -217,6 +387,8 @@ async fn the_web_worklist_signs_in_shows_the_worklist_live_and_in_chromium() {
         .arg(root().join("tests/web/browser.py"))
         .args(["--web", &format!("http://127.0.0.1:{web}")])
         .args(["--grpc", &server.addr.to_string()])
+        .args(["--idp", &format!("http://127.0.0.1:{}", idp.port)])
+        .args(["--campaign", "van-1"])
         .arg("--critical")
         .arg(&critical_path)
         .arg("--routine")
@@ -241,6 +413,9 @@ async fn the_web_worklist_signs_in_shows_the_worklist_live_and_in_chromium() {
         "study-en.png",
         "worklist-vi.png",
         "study-vi.png",
+        "campaign-en.png",
+        "campaign-vi.png",
+        "audit-en.png",
     ] {
         assert!(out.join(shot).exists(), "{shot}");
     }
@@ -258,6 +433,74 @@ async fn the_web_worklist_signs_in_shows_the_worklist_live_and_in_chromium() {
         audit.contains("WebUpdateStatus:CLAIMED") && audit.contains("lan"),
         "{audit}"
     );
+    // Sign-ins too: by password, refused, throttled, and at the provider.
+    for needle in ["WebSignIn", "REFUSED", "THROTTLED", "web/oidc", "dr.minh"] {
+        assert!(audit.contains(needle), "{needle}: {audit}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_browser_with_a_client_certificate_is_known_by_it_over_https() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certificates(certs.path());
+    let data = tempfile::tempdir().unwrap();
+    let web = free_port();
+    let cfg = data.path().join("cxr.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[tls]\ncert = \"{0}/server.pem\"\nkey = \"{0}/server.key\"\nclient_ca = \"{0}/ca.pem\"\n\
+             [auth]\nenabled = true\n[auth.clients]\nclient = [\"reader\"]\n\
+             [web]\nlisten = \"127.0.0.1:{web}\"\n",
+            certs.path().display()
+        ),
+    )
+    .unwrap();
+    let server = Server::start(
+        data.path(),
+        &["--config", cfg.to_str().unwrap()],
+        &[("CXR_WEB_LISTEN", format!("127.0.0.1:{web}"))],
+    );
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(certs.path().join("ca.pem"))
+            .args(args)
+            .arg(format!("https://127.0.0.1:{web}/api/me"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    for _ in 0..50 {
+        if curl(&[]) != "000" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let with_cert = [
+        "--cert",
+        &format!("{}/client.pem", certs.path().display()),
+        "--key",
+        &format!("{}/client.key", certs.path().display()),
+    ]
+    .map(|s| s.to_string());
+    let with_cert: Vec<&str> = with_cert.iter().map(String::as_str).collect();
+    // The certificate is known by its common name, with the roles
+    // [auth.clients] gives it; without one the browser must sign in.
+    assert_eq!(curl(&with_cert), "200", "{}", server.log());
+    assert_eq!(curl(&[]), "401");
+    let out = Command::new("curl")
+        .args(["-s", "--cacert"])
+        .arg(certs.path().join("ca.pem"))
+        .args(&with_cert)
+        .arg(format!("https://127.0.0.1:{web}/api/me"))
+        .output()
+        .unwrap();
+    let me: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(me["user"], "client");
+    assert_eq!(me["method"], "certificate");
+    assert_eq!(me["roles"], serde_json::json!(["reader"]));
+    server.terminate();
 }
 
 fn python() -> PathBuf {

@@ -17,8 +17,14 @@ Checks, each an assertion (exit 1 with the reason on the first failure):
    browser's study page without a reload;
  - the study page's heatmap overlay toggles, and the opacity applies;
  - the Vietnamese page has no untranslated string and no missing key;
- - screenshots of the worklist and study pages, in English and in
-   Vietnamese, go to --out.
+ - a browser signs in at the hospital's OpenID provider (--idp, the PyPI
+   package oidc-provider-mock) and comes back signed in with the roles of
+   its token; a user the provider gives no role is refused the worklist;
+ - the admin (from the provider) reaches the audit trail; a reader gets 403;
+ - the campaign page (--campaign) shows progress, histograms with the
+   operating points and ROC curves, in both languages;
+ - an axe-core WCAG 2 A/AA audit of every page finds nothing;
+ - screenshots of the worklist, study, campaign and audit pages go to --out.
 """
 
 import argparse
@@ -28,6 +34,9 @@ import time
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from a11y import audit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -56,6 +65,12 @@ def sign_in(page, web, user, password):
     page.click("#login-form button[type=submit]")
 
 
+def accessible(page, label):
+    """An axe-core WCAG 2.0/2.1 A/AA audit of the page as it is now."""
+    violations = audit(page, label)
+    check(violations == [], f"no WCAG A/AA violation on the {label} {violations[:3]}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--web", required=True)
@@ -63,6 +78,8 @@ def main():
     ap.add_argument("--critical", required=True, type=Path)
     ap.add_argument("--routine", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--idp", required=True, help="the OpenID provider's issuer URL")
+    ap.add_argument("--campaign", required=True, help="a scored, evaluated campaign's name")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     web = a.web.rstrip("/")
@@ -78,8 +95,10 @@ def main():
         check("/login" in page.url, f"an anonymous browser is sent to sign in ({page.url})")
         r = page.request.get(f"{web}/api/worklist")
         check(r.status == 401, f"the API refuses an anonymous call ({r.status})")
+        accessible(page, "sign-in page")
         sign_in(page, web, "lan", "wrong password")
         check("error=1" in page.url, "a wrong password is refused")
+        check(page.locator("#login-error").is_visible(), "with a message")
         anon.close()
 
         # An uploader (a modality's account) cannot read the worklist.
@@ -112,6 +131,7 @@ def main():
               f"({sent - started:.2f} s to analyse)")
         check(page.locator("#critical-alert").is_visible(), "with the new-CRITICAL alert")
         page.screenshot(path=str(a.out / "worklist-en.png"), full_page=True)
+        accessible(page, "worklist")
         critical_uid = first.get_attribute("data-uid")
 
         # Dr Khoa has the same study open in another browser.
@@ -144,6 +164,7 @@ def main():
         opacity = other.evaluate("getComputedStyle(document.querySelector('canvas.heatmap')).opacity")
         check(abs(float(opacity) - 0.8) < 0.02, f"the opacity slider applies ({opacity})")
         other.screenshot(path=str(a.out / "study-en.png"), full_page=True)
+        accessible(other, "study page")
         toggle.uncheck()
         other.wait_for_timeout(300)
         check(not canvas.is_visible(), "and hidden again")
@@ -191,6 +212,75 @@ def main():
         untranslated = vpage.evaluate(untranslated_js)
         check(untranslated == [], f"no untranslated string on the Vietnamese study page {untranslated[:5]}")
         vpage.screenshot(path=str(a.out / "study-vi.png"), full_page=True)
+
+        # The campaign page: progress, the report's figures, in both languages.
+        page.goto(f"{web}/campaigns?c={a.campaign}")
+        page.wait_for_selector("#campaign-findings svg.chart")
+        check(a.campaign in page.locator("#campaigns-body").inner_text(), "the campaign is listed")
+        check(page.locator("#campaign-progress").get_attribute("value")
+              == page.locator("#campaign-progress").get_attribute("max"),
+              "its progress is complete")
+        hists = page.locator("#campaign-findings svg.chart:not(.chart-roc)")
+        check(hists.count() >= 1, f"a score histogram per finding ({hists.count()})")
+        check(hists.first.locator("rect.hist-bar").count() == 20, "with 20 bins")
+        check(page.locator("#campaign-findings line.op-line").count() >= 1,
+              "and the operating points marked")
+        check(page.locator("#campaign-findings polyline.roc-line").count() == hists.count(),
+              "a ROC curve per finding (the campaign was evaluated)")
+        check(page.locator("#campaign-priorities tr").count() == 4, "images by priority")
+        page.screenshot(path=str(a.out / "campaign-en.png"), full_page=True)
+        accessible(page, "campaign page")
+        vpage.goto(f"{web}/campaigns?c={a.campaign}")
+        vpage.wait_for_selector("#campaign-findings svg.chart")
+        untranslated = vpage.evaluate(untranslated_js)
+        check(untranslated == [], f"no untranslated string on the Vietnamese campaign page {untranslated[:5]}")
+        vpage.screenshot(path=str(a.out / "campaign-vi.png"), full_page=True)
+
+        # A reader cannot reach the admin pages.
+        r = page.goto(f"{web}/admin")
+        check(r.status == 403, f"a reader is refused the audit trail ({r.status})")
+
+        # Sign-in at the hospital's OpenID provider (authorization code +
+        # PKCE): Dr Minh, reader and admin there.
+        sso = browser.new_context(locale="en-GB", viewport={"width": 1400, "height": 900})
+        # The provider's own page links a stylesheet from a CDN; offline here.
+        sso.route("https://cdn.jsdelivr.net/**", lambda r: r.abort())
+        spage = sso.new_page()
+        spage.goto(f"{web}/campaigns")
+        spage.wait_for_url("**/login**")
+        spage.click("#oidc-link")
+        spage.wait_for_url(f"{a.idp}/**")
+        spage.get_by_role("button", name="dr.minh").click()
+        spage.wait_for_url(f"{web}/campaigns")
+        spage.wait_for_selector("#user-name:not(:empty)")
+        check(spage.locator("#user-name").inner_text() == "dr.minh",
+              "signed in at the provider, back where they were going")
+        check(spage.locator("#nav-admin").is_visible(), "an admin sees the audit trail link")
+        spage.click("#nav-admin")
+        spage.wait_for_selector("#audit-body tr")
+        text = spage.locator("#audit-body").inner_text()
+        check("WebSignIn" in text and "web/oidc" in text, "the sign-in is in the audit trail")
+        check("intact" in spage.locator("#audit-chain").inner_text(), "and the hash chain holds")
+        spage.screenshot(path=str(a.out / "audit-en.png"), full_page=True)
+        accessible(spage, "audit trail")
+        sso.close()
+
+        # A user the provider gives no role signs in but may not read.
+        nobody = browser.new_context(locale="en-GB")
+        nobody.route("https://cdn.jsdelivr.net/**", lambda r: r.abort())
+        npage = nobody.new_page()
+        npage.goto(f"{web}/login")
+        npage.click("#oidc-link")
+        npage.wait_for_url(f"{a.idp}/**")
+        npage.get_by_placeholder("sub").fill("bob")
+        npage.get_by_role("button", name="Authorize", exact=True).click()
+        npage.wait_for_url(f"{web}/")
+        r = npage.request.get(f"{web}/api/worklist")
+        check(r.status == 403, f"a user without a role is refused the worklist ({r.status})")
+        # A callback nobody started is refused.
+        npage.goto(f"{web}/oidc/callback?code=x&state=forged")
+        check("error=oidc" in npage.url, "a forged callback is refused")
+        nobody.close()
 
         browser.close()
     print("browser: all checks passed")

@@ -286,6 +286,43 @@ impl Authenticator {
     }
 
     fn token_identity(&self, token: &str) -> Result<Identity, AuthError> {
+        let audience = self.config.tokens.as_ref().map(|t| t.audience.clone());
+        self.verify_token(token, audience.as_deref().unwrap_or(""))
+            .map(|(identity, _)| identity)
+    }
+
+    /// The identity in an OpenID Connect ID token that the web worklist's
+    /// browser sign-in received from the provider's token endpoint: signed
+    /// by the provider's keys, from its issuer, for `client_id` (`aud`),
+    /// unexpired, and carrying the `nonce` the sign-in sent (so a token
+    /// from another sign-in cannot be replayed). Roles come from the same
+    /// claim as for bearer tokens.
+    pub fn id_token_identity(
+        &self,
+        token: &str,
+        client_id: &str,
+        nonce: &str,
+    ) -> Result<Identity, AuthError> {
+        if client_id.is_empty() {
+            return Err(AuthError::Config("the OpenID client id is empty".into()));
+        }
+        let (identity, claims) = self.verify_token(token, client_id)?;
+        let sent = claims.get("nonce").and_then(|n| n.as_str());
+        if nonce.is_empty() || sent != Some(nonce) {
+            return Err(AuthError::Unauthenticated(
+                "ID token refused: the nonce does not match this sign-in".into(),
+            ));
+        }
+        Ok(identity)
+    }
+
+    /// Verifies a JWT from the provider (`audience` empty: not checked);
+    /// its identity and claims.
+    fn verify_token(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<(Identity, serde_json::Value), AuthError> {
         let Some(config) = &self.config.tokens else {
             return Err(AuthError::Unauthenticated(
                 "bearer tokens are not accepted here".into(),
@@ -302,10 +339,10 @@ impl Authenticator {
         });
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[config.issuer.as_str()]);
-        if config.audience.is_empty() {
+        if audience.is_empty() {
             validation.validate_aud = false;
         } else {
-            validation.set_audience(&[config.audience.as_str()]);
+            validation.set_audience(&[audience]);
         }
         validation.set_required_spec_claims(&["exp", "iss"]);
         validation.validate_nbf = true;
@@ -313,7 +350,10 @@ impl Authenticator {
         let mut last = bad("no key of the provider signed it");
         for key in candidates {
             match jsonwebtoken::decode::<serde_json::Value>(token, &key.key, &validation) {
-                Ok(data) => return Ok(self.claims_identity(config, &data.claims)),
+                Ok(data) => {
+                    let identity = self.claims_identity(config, &data.claims);
+                    return Ok((identity, data.claims));
+                }
                 Err(e) => {
                     use jsonwebtoken::errors::ErrorKind;
                     last = match e.kind() {

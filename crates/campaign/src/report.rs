@@ -49,6 +49,72 @@ pub fn run(args: &ReportOptions) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// A campaign's figures, as data: what the report draws and the web
+/// worklist's campaign page shows.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Figures {
+    /// Rows (images).
+    pub images: usize,
+    /// Images by priority.
+    pub by_priority: BTreeMap<String, usize>,
+    /// Images the AI could not read, by reason code.
+    pub by_reason: BTreeMap<String, usize>,
+    /// Per finding.
+    pub findings: BTreeMap<String, FindingFigures>,
+}
+
+/// One finding's score distribution.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct FindingFigures {
+    /// Analysed images with a score.
+    pub analysed: usize,
+    /// Images per score bin: 20 bins of 0.05 from 0 to 1.
+    pub bins: Vec<usize>,
+    /// Per operating point, the lowest score it flagged (where it starts).
+    pub flags_from: BTreeMap<String, f32>,
+    /// Per operating point, its threshold on the calibrated score (as the
+    /// models had it).
+    pub thresholds: BTreeMap<String, f64>,
+}
+
+/// Bins of [`FindingFigures::bins`].
+pub const BINS: usize = 20;
+
+/// The figures of `rows`.
+pub fn figures(rows: &[ResultRow]) -> Figures {
+    let mut f = Figures {
+        images: rows.len(),
+        ..Figures::default()
+    };
+    for r in rows {
+        *f.by_priority.entry(r.priority.clone()).or_default() += 1;
+        if !r.analyzable {
+            *f.by_reason.entry(r.reason_code.clone()).or_default() += 1;
+        }
+        for (finding, score) in &r.scores {
+            let ff = f
+                .findings
+                .entry(finding.clone())
+                .or_insert_with(|| FindingFigures {
+                    bins: vec![0; BINS],
+                    ..FindingFigures::default()
+                });
+            ff.analysed += 1;
+            ff.bins[((score.clamp(0.0, 1.0) * BINS as f32) as usize).min(BINS - 1)] += 1;
+            for (op, positive) in r.positive.get(finding).into_iter().flatten() {
+                if *positive {
+                    let e = ff.flags_from.entry(op.clone()).or_insert(f32::INFINITY);
+                    *e = e.min(*score);
+                }
+            }
+            for (op, t) in r.thresholds.get(finding).into_iter().flatten() {
+                ff.thresholds.entry(op.clone()).or_insert(*t);
+            }
+        }
+    }
+    f
+}
+
 /// HTML-escapes text.
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -86,11 +152,8 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}}.bar{{display:inline-b
         s = esc(source)
     );
 
-    // Counts by priority.
-    let mut by_priority: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in rows {
-        *by_priority.entry(r.priority.as_str()).or_default() += 1;
-    }
+    let figures = figures(rows);
+    let by_priority = &figures.by_priority;
     h.push_str("<h2>Priority</h2><table><tr><th>priority</th><th>images</th><th></th></tr>");
     let max = by_priority.values().copied().max().unwrap_or(1).max(1);
     for (p, colour) in PRIORITIES {
@@ -103,14 +166,10 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}}.bar{{display:inline-b
     }
     h.push_str("</table>");
 
-    // Not analysed, by reason.
-    let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in rows.iter().filter(|r| !r.analyzable) {
-        *by_reason.entry(r.reason_code.as_str()).or_default() += 1;
-    }
+    let by_reason = &figures.by_reason;
     if !by_reason.is_empty() {
         h.push_str("<h2>Not analysed (on the worklist for a human)</h2><table><tr><th>reason</th><th>images</th></tr>");
-        for (reason, n) in &by_reason {
+        for (reason, n) in by_reason {
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td class=\"n\">{n}</td></tr>",
@@ -121,15 +180,9 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}}.bar{{display:inline-b
     }
 
     // Score histograms with the operating points' verdict boundaries.
-    let findings: Vec<String> = rows
-        .iter()
-        .flat_map(|r| r.scores.keys().cloned())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    for f in &findings {
+    for (f, ff) in &figures.findings {
         let _ = write!(h, "<h2>{} — score distribution</h2>", esc(f));
-        h.push_str(&histogram(rows, f));
+        h.push_str(&histogram(f, ff));
         if let Some(fe) = evaluation
             .and_then(|e| e.get("findings"))
             .and_then(|x| x.get(f))
@@ -178,15 +231,8 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}}.bar{{display:inline-b
 
 /// 20-bin histogram of a finding's scores over analysed images, with the
 /// lowest positive score of each operating point marked.
-fn histogram(rows: &[ResultRow], finding: &str) -> String {
-    let scores: Vec<f32> = rows
-        .iter()
-        .filter_map(|r| r.scores.get(finding).copied())
-        .collect();
-    let mut bins = [0usize; 20];
-    for s in &scores {
-        bins[((s.clamp(0.0, 1.0) * 20.0) as usize).min(19)] += 1;
-    }
+fn histogram(finding: &str, ff: &FindingFigures) -> String {
+    let bins = &ff.bins;
     let max = bins.iter().copied().max().unwrap_or(1).max(1) as f64;
     let (w, hgt, left, bottom) = (600.0, 200.0, 40.0, 30.0);
     let mut s = format!(
@@ -225,18 +271,7 @@ fn histogram(rows: &[ResultRow], finding: &str) -> String {
     }
     let _ = write!(s, "<text x=\"4\" y=\"20\">{}</text>", max as usize);
     // Each operating point's boundary: the lowest score it flagged.
-    let mut ops: BTreeMap<&str, f32> = BTreeMap::new();
-    for r in rows {
-        if let (Some(score), Some(verdicts)) = (r.scores.get(finding), r.positive.get(finding)) {
-            for (op, positive) in verdicts {
-                if *positive {
-                    let e = ops.entry(op.as_str()).or_insert(f32::INFINITY);
-                    *e = e.min(*score);
-                }
-            }
-        }
-    }
-    for (i, (op, t)) in ops.iter().enumerate() {
+    for (i, (op, t)) in ff.flags_from.iter().enumerate() {
         let x = left + w * f64::from(t.clamp(0.0, 1.0));
         let _ = write!(
             s,
@@ -251,7 +286,7 @@ fn histogram(rows: &[ResultRow], finding: &str) -> String {
     let _ = write!(
         s,
         "<p class=\"note\">{} analysed images; dashed lines: where each operating point starts flagging.</p>",
-        scores.len()
+        ff.analysed
     );
     s
 }

@@ -230,6 +230,11 @@ pub fn score(args: &ScoreOptions) -> anyhow::Result<ScoreSummary> {
         IngestLimits::default(),
     );
 
+    let progress_file = ProgressFile {
+        path: progress_path(&args.out),
+        started_ms: now_ms(),
+        shard: args.shard.map(|s| format!("{}/{}", s.index, s.count)),
+    };
     let next = AtomicUsize::new(0);
     let finished = AtomicUsize::new(0);
     let total = todo.len();
@@ -254,6 +259,8 @@ pub fn score(args: &ScoreOptions) -> anyhow::Result<ScoreSummary> {
         drop(tx);
         let mut last = Instant::now();
         let mut last_line = Instant::now();
+        let mut last_file = Instant::now();
+        progress_file.write(&summary, 0, total, false);
         loop {
             let message = match rx.recv_timeout(Duration::from_millis(500)) {
                 Ok(m) => Some(m),
@@ -280,6 +287,10 @@ pub fn score(args: &ScoreOptions) -> anyhow::Result<ScoreSummary> {
                     Message::Failed(p, e) => summary.failed.push((p, e)),
                     Message::OtherShard => summary.other_shard += 1,
                 }
+            }
+            if last_file.elapsed() >= Duration::from_secs(1) {
+                last_file = Instant::now();
+                progress_file.write(&summary, finished.load(Ordering::Relaxed), total, false);
             }
             if progress {
                 let n = finished.load(Ordering::Relaxed);
@@ -311,8 +322,82 @@ pub fn score(args: &ScoreOptions) -> anyhow::Result<ScoreSummary> {
         Ok(())
     })?;
     summary.seconds = started.elapsed().as_secs_f64();
+    progress_file.write(&summary, finished.load(Ordering::Relaxed), total, true);
     print_summary(&summary, &args.out);
     Ok(summary)
+}
+
+/// Where `score` keeps a running campaign's progress: beside its results,
+/// `OUT.progress.json` (rewritten every second; the web worklist's campaign
+/// page reads it).
+pub fn progress_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".progress.json");
+    out.with_file_name(name)
+}
+
+/// A campaign run's progress, as written to [`progress_path`].
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// Files the walk found.
+    pub files: usize,
+    /// Skipped: already scored by an earlier run.
+    pub resumed: usize,
+    /// To go through in this run.
+    pub total: usize,
+    /// Gone through so far in this run.
+    pub done: usize,
+    /// Rows written by this run.
+    pub scored: usize,
+    /// Files that could not be read or scored, or were not DICOM.
+    pub failed: usize,
+    /// `I/N` when sharded.
+    pub shard: Option<String>,
+    /// When the run started, ms since the epoch.
+    pub started_ms: i64,
+    /// When this was written.
+    pub updated_ms: i64,
+    /// Whether the run has ended.
+    pub finished: bool,
+}
+
+struct ProgressFile {
+    path: PathBuf,
+    started_ms: i64,
+    shard: Option<String>,
+}
+
+impl ProgressFile {
+    /// Writes the progress (atomically: a reader never sees half); a
+    /// failure is logged, not fatal: the results are what matter.
+    fn write(&self, summary: &ScoreSummary, done: usize, total: usize, finished: bool) {
+        let p = Progress {
+            files: summary.files,
+            resumed: summary.resumed,
+            total,
+            done,
+            scored: summary.scored,
+            failed: summary.failed.len() + summary.not_dicom.len(),
+            shard: self.shard.clone(),
+            started_ms: self.started_ms,
+            updated_ms: now_ms(),
+            finished,
+        };
+        let tmp = self.path.with_extension("tmp");
+        let result = serde_json::to_vec(&p)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        if let Err(e) = result {
+            tracing::warn!(error = %e, path = %self.path.display(), "score: progress not written");
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn clock(seconds: f64) -> String {

@@ -254,6 +254,23 @@ pub struct TlsFiles {
 
 /// A TLS acceptor for `files` (rustls, ring; TLS 1.2 and 1.3).
 pub fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    acceptor(files, false)
+}
+
+/// A TLS acceptor for `files` where a client certificate, when
+/// `client_ca` is set, is verified if presented but not required (the web
+/// worklist: browsers with a smart-card certificate are known by it,
+/// others sign in).
+pub fn tls_acceptor_optional_client(
+    files: &TlsFiles,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    acceptor(files, true)
+}
+
+fn acceptor(
+    files: &TlsFiles,
+    optional_client: bool,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     use anyhow::Context;
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -282,7 +299,12 @@ pub fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<tokio_rustls::TlsAccepto
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider,
-            )
+            );
+            let verifier = if optional_client {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            }
             .build()
             .context("TLS client verifier")?;
             builder.with_client_cert_verifier(verifier)

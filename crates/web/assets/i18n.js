@@ -150,6 +150,70 @@ window.I18N = {
     login_password: 'Password',
     login_submit: 'Sign in',
     login_error: 'Wrong user name or password.',
+    login_throttled: 'Too many failed sign-ins. Wait a few minutes and try again.',
+    login_oidc_error: 'The sign-in with the hospital account did not complete. Try again.',
+    login_oidc: 'Sign in with the hospital account',
+
+    // Navigation
+    nav_label: 'Pages',
+    nav_worklist: 'Worklist',
+    nav_campaigns: 'Campaigns',
+    nav_audit: 'Audit trail',
+
+    // Campaigns
+    campaigns_title: 'Screening campaigns',
+    campaigns_intro: 'Results of cxr-triage score runs in the campaign folder. A running campaign updates by itself.',
+    campaigns_empty: 'No campaigns yet. Run cxr-triage score with its results in the campaign folder.',
+    camp_col_name: 'Campaign',
+    camp_col_state: 'State',
+    camp_col_done: 'Done',
+    camp_col_updated: 'Last update',
+    camp_running: 'Running',
+    camp_finished: 'Finished',
+    camp_stalled: 'No progress for {min} min',
+    camp_unknown: 'No progress file',
+    camp_progress: '{done} of {total} images ({pct} %), {failed} failed',
+    camp_images: '{n} images',
+    camp_by_priority: 'Images by priority',
+    camp_not_analysed: 'Not analysed (on the worklist for a human)',
+    camp_histogram: '{finding}: score distribution',
+    camp_histogram_label: 'Histogram of {finding} scores: {n} analysed images',
+    camp_histogram_note: '{n} analysed images; dashed lines: where each operating point starts flagging.',
+    camp_bin: '{from}–{to}: {n} images',
+    camp_roc: 'ROC curve',
+    camp_roc_label: 'ROC curve of {finding}, AUC {auc}',
+    camp_auc: 'AUC {auc} (95 % CI {lo}–{hi}), {n} images with truth, {pos} positive.',
+    camp_fpr: '1 − specificity',
+    camp_tpr: 'Sensitivity',
+    camp_op: 'Operating point',
+    camp_sens: 'Sensitivity',
+    camp_spec: 'Specificity',
+    camp_ppv: 'PPV',
+    camp_npv: 'NPV',
+    camp_flagged: 'Flagged',
+    camp_no_truth: 'No evaluation against truth for this campaign (cxr-triage evaluate --json, saved as NAME.evaluation.json).',
+    camp_unreadable: 'The campaign’s results cannot be read.',
+
+    // Audit
+    audit_title: 'Audit trail',
+    audit_intro: 'Every access to patient data and every change, in order; each record carries the hash of the one before.',
+    audit_pages: 'Pages of the audit trail',
+    audit_first: 'Oldest',
+    audit_prev: 'Earlier',
+    audit_next: 'Later',
+    audit_latest: 'Newest',
+    audit_col_seq: 'No.',
+    audit_col_when: 'When',
+    audit_col_who: 'Who',
+    audit_col_roles: 'Roles',
+    audit_col_method: 'How',
+    audit_col_action: 'Action',
+    audit_col_object: 'Object',
+    audit_col_address: 'Address',
+    audit_col_outcome: 'Outcome',
+    audit_chain_ok: 'Hash chain intact on this page',
+    audit_chain_broken: 'Hash chain BROKEN on this page',
+    audit_range: 'Records {from}–{to} of {last}',
   },
 
   vi: {
@@ -291,6 +355,70 @@ window.I18N = {
     login_password: 'Mật khẩu',
     login_submit: 'Đăng nhập',
     login_error: 'Sai tên đăng nhập hoặc mật khẩu.',
+    login_throttled: 'Đăng nhập sai quá nhiều lần. Vui lòng đợi vài phút rồi thử lại.',
+    login_oidc_error: 'Đăng nhập bằng tài khoản bệnh viện chưa hoàn tất. Vui lòng thử lại.',
+    login_oidc: 'Đăng nhập bằng tài khoản bệnh viện',
+
+    // Điều hướng
+    nav_label: 'Các trang',
+    nav_worklist: 'Danh sách đọc',
+    nav_campaigns: 'Đợt sàng lọc',
+    nav_audit: 'Nhật ký truy cập',
+
+    // Đợt sàng lọc
+    campaigns_title: 'Các đợt sàng lọc',
+    campaigns_intro: 'Kết quả các lần chạy cxr-triage score trong thư mục đợt sàng lọc. Đợt đang chạy tự cập nhật.',
+    campaigns_empty: 'Chưa có đợt sàng lọc nào. Hãy chạy cxr-triage score và lưu kết quả vào thư mục đợt sàng lọc.',
+    camp_col_name: 'Đợt sàng lọc',
+    camp_col_state: 'Trạng thái',
+    camp_col_done: 'Đã xử lý',
+    camp_col_updated: 'Cập nhật lần cuối',
+    camp_running: 'Đang chạy',
+    camp_finished: 'Đã xong',
+    camp_stalled: 'Không tiến triển trong {min} phút',
+    camp_unknown: 'Không có tệp tiến độ',
+    camp_progress: '{done} trên {total} ảnh ({pct} %), {failed} lỗi',
+    camp_images: '{n} ảnh',
+    camp_by_priority: 'Số ảnh theo mức ưu tiên',
+    camp_not_analysed: 'Không phân tích được (chờ người đọc)',
+    camp_histogram: '{finding}: phân bố điểm',
+    camp_histogram_label: 'Biểu đồ phân bố điểm {finding}: {n} ảnh đã phân tích',
+    camp_histogram_note: '{n} ảnh đã phân tích; đường nét đứt: nơi mỗi ngưỡng vận hành bắt đầu cảnh báo.',
+    camp_bin: '{from}–{to}: {n} ảnh',
+    camp_roc: 'Đường cong ROC',
+    camp_roc_label: 'Đường cong ROC của {finding}, AUC {auc}',
+    camp_auc: 'AUC {auc} (KTC 95 % {lo}–{hi}), {n} ảnh có kết quả chuẩn, {pos} dương tính.',
+    camp_fpr: '1 − độ đặc hiệu',
+    camp_tpr: 'Độ nhạy',
+    camp_op: 'Ngưỡng vận hành',
+    camp_sens: 'Độ nhạy',
+    camp_spec: 'Độ đặc hiệu',
+    camp_ppv: 'GTTĐ dương',
+    camp_npv: 'GTTĐ âm',
+    camp_flagged: 'Tỷ lệ cảnh báo',
+    camp_no_truth: 'Đợt này chưa được đánh giá với kết quả chuẩn (cxr-triage evaluate --json, lưu thành TÊN.evaluation.json).',
+    camp_unreadable: 'Không đọc được kết quả của đợt sàng lọc.',
+
+    // Nhật ký
+    audit_title: 'Nhật ký truy cập',
+    audit_intro: 'Mọi lần truy cập dữ liệu bệnh nhân và mọi thay đổi, theo thứ tự; mỗi bản ghi mang mã băm của bản ghi trước.',
+    audit_pages: 'Các trang nhật ký',
+    audit_first: 'Cũ nhất',
+    audit_prev: 'Trước',
+    audit_next: 'Sau',
+    audit_latest: 'Mới nhất',
+    audit_col_seq: 'STT',
+    audit_col_when: 'Thời điểm',
+    audit_col_who: 'Người dùng',
+    audit_col_roles: 'Vai trò',
+    audit_col_method: 'Cách xác thực',
+    audit_col_action: 'Thao tác',
+    audit_col_object: 'Đối tượng',
+    audit_col_address: 'Địa chỉ',
+    audit_col_outcome: 'Kết quả',
+    audit_chain_ok: 'Chuỗi mã băm trên trang này còn nguyên vẹn',
+    audit_chain_broken: 'Chuỗi mã băm trên trang này BỊ HỎNG',
+    audit_range: 'Bản ghi {from}–{to} trên {last}',
   },
 };
 
@@ -493,6 +621,18 @@ function setupHeader() {
         const name = document.getElementById('user-name');
         if (name) name.textContent = me.user || '';
         box.hidden = false;
+        const nav = document.getElementById('site-nav');
+        if (nav) {
+          nav.hidden = false;
+          const admin = document.getElementById('nav-admin');
+          if (admin) admin.hidden = !(me.roles || []).includes('admin');
+          const here = document.body.className.replace(/^page-/, '');
+          nav.querySelectorAll('[data-nav]').forEach((a) => {
+            const cur = a.getAttribute('data-nav') === here
+              || (here === 'study' && a.getAttribute('data-nav') === 'worklist');
+            if (cur) a.setAttribute('aria-current', 'page');
+          });
+        }
         // No session to end when the server runs without sign-in.
         const out = document.getElementById('logout-form');
         if (out && me.signed_in === false) out.hidden = true;
@@ -511,7 +651,18 @@ function setupLogin() {
   const hidden = form.querySelector('input[name="next"]');
   if (hidden) hidden.value = safe ? next : '/';
   const err = document.getElementById('login-error');
-  if (err) err.hidden = params.get('error') !== '1';
+  const code = params.get('error');
+  const messages = { 1: 'login_error', throttled: 'login_throttled', oidc: 'login_oidc_error' };
+  if (err) {
+    err.hidden = !messages[code];
+    if (messages[code]) err.textContent = t(messages[code]);
+  }
+  const link = document.getElementById('oidc-link');
+  if (link) {
+    link.href = '/oidc/start?next=' + encodeURIComponent(safe ? next : '/');
+    const label = link.getAttribute('data-label');
+    if (label) link.textContent = label;
+  }
   const user = form.querySelector('input[name="user"]');
   if (user) user.focus();
 }

@@ -112,6 +112,8 @@ pub struct Session {
     pub user: String,
     /// Their roles.
     pub roles: Vec<Role>,
+    /// How they signed in: `password` or `oidc`.
+    pub method: &'static str,
     expires: Instant,
 }
 
@@ -130,8 +132,9 @@ impl Sessions {
         }
     }
 
-    /// Starts a session; returns its token (the cookie value).
-    pub fn start(&self, user: &LocalUser) -> String {
+    /// Starts a session for `user` with `roles`, signed in by `method`;
+    /// returns its token (the cookie value).
+    pub fn start(&self, user: &str, roles: &[Role], method: &'static str) -> String {
         let token = hex(&rand::random::<[u8; 32]>());
         let mut map = self.by_token.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
@@ -139,8 +142,9 @@ impl Sessions {
         map.insert(
             token.clone(),
             Session {
-                user: user.name.clone(),
-                roles: user.roles.clone(),
+                user: user.to_string(),
+                roles: roles.to_vec(),
+                method,
                 expires: now + self.lifetime,
             },
         );
@@ -164,6 +168,63 @@ impl Sessions {
     }
 }
 
+/// Failed sign-ins, counted per key (a user name, an address) over a
+/// window; a key over its limit is refused until the window passes. Bounded:
+/// at most `MAX_KEYS` keys are tracked (the oldest windows go first).
+pub struct Throttle {
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    limit: u32,
+    window: Duration,
+}
+
+const MAX_KEYS: usize = 100_000;
+
+impl Throttle {
+    /// At most `limit` failures per key in `window`.
+    pub fn new(limit: u32, window: Duration) -> Throttle {
+        Throttle {
+            failures: Mutex::default(),
+            limit: limit.max(1),
+            window,
+        }
+    }
+
+    /// Seconds until `key` may try again; `None` when it may now.
+    pub fn blocked(&self, key: &str) -> Option<u64> {
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let (n, since) = map.get(key)?;
+        let left = self.window.checked_sub(since.elapsed())?;
+        (*n >= self.limit).then(|| left.as_secs().max(1))
+    }
+
+    /// Counts a failure of `key`.
+    pub fn failed(&self, key: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_KEYS {
+            let window = self.window;
+            map.retain(|_, (_, since)| since.elapsed() < window);
+            if map.len() >= MAX_KEYS {
+                if let Some(oldest) = map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone()) {
+                    map.remove(&oldest);
+                }
+            }
+        }
+        let e = map.entry(key.to_string()).or_insert((0, Instant::now()));
+        if e.1.elapsed() >= self.window {
+            *e = (0, Instant::now());
+        }
+        e.0 += 1;
+    }
+
+    /// Forgets `key`'s failures (after a good sign-in).
+    pub fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +242,24 @@ mod tests {
         assert!(!verify_password(&stored, "Mật khẩu 2"));
         assert!(!verify_password("plain", "plain"));
         assert_ne!(stored, hash_password("Mật khẩu 1", 1000), "salted");
+    }
+
+    #[test]
+    fn the_throttle_refuses_after_the_limit_until_the_window_passes() {
+        let t = Throttle::new(3, Duration::from_millis(300));
+        for _ in 0..2 {
+            t.failed("lan");
+        }
+        assert_eq!(t.blocked("lan"), None);
+        t.failed("lan");
+        assert!(t.blocked("lan").is_some());
+        assert_eq!(t.blocked("khoa"), None, "per key");
+        std::thread::sleep(Duration::from_millis(350));
+        assert_eq!(t.blocked("lan"), None, "the window passed");
+        t.failed("khoa");
+        t.succeeded("khoa");
+        t.failed("khoa");
+        t.failed("khoa");
+        assert_eq!(t.blocked("khoa"), None, "a good sign-in resets the count");
     }
 }

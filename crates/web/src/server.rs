@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
+use http::{header, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -15,16 +15,17 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use cxr_auth::{Authenticator, Credentials, Role};
+use cxr_auth::{Authenticator, Credentials, Method, Role};
 use cxr_findings::priority::Priority;
 use cxr_model::FindingId;
 use cxr_pipeline::Pipeline;
 use cxr_worklist::{
-    now_ms, AuditEntry, ListQuery, StoreError, StoredImage, StudyStatus, StudySummary,
+    now_ms, AuditEntry, AuditRecord, ListQuery, StoreError, StoredImage, StudyStatus, StudySummary,
     WorklistStore,
 };
 
-use crate::auth::Sessions;
+use crate::auth::{Sessions, Throttle};
+use crate::oidc::{Oidc, OidcError};
 use crate::WebConfig;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -65,10 +66,67 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../assets/study.js"),
     ),
+    (
+        "campaigns.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/campaigns.js"),
+    ),
+    (
+        "audit.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/audit.js"),
+    ),
 ];
-const WORKLIST_HTML: &str = include_str!("../assets/worklist.html");
-const STUDY_HTML: &str = include_str!("../assets/study.html");
-const LOGIN_HTML: &str = include_str!("../assets/login.html");
+/// Every page's frame (header, language switch, the AI banner).
+const SHELL: &str = include_str!("../assets/shell.html");
+
+/// A page: its title's dictionary key and English text, body class and
+/// main part.
+struct Page {
+    title_key: &'static str,
+    title: &'static str,
+    class: &'static str,
+    main: &'static str,
+}
+
+const WORKLIST_PAGE: Page = Page {
+    title_key: "worklist_title",
+    title: "Reading worklist",
+    class: "page-worklist",
+    main: include_str!("../assets/worklist.main.html"),
+};
+const STUDY_PAGE: Page = Page {
+    title_key: "study_title",
+    title: "Study",
+    class: "page-study",
+    main: include_str!("../assets/study.main.html"),
+};
+const LOGIN_PAGE: Page = Page {
+    title_key: "login_title",
+    title: "Sign in",
+    class: "page-login",
+    main: include_str!("../assets/login.main.html"),
+};
+const CAMPAIGNS_PAGE: Page = Page {
+    title_key: "campaigns_title",
+    title: "Screening campaigns",
+    class: "page-campaigns",
+    main: include_str!("../assets/campaigns.main.html"),
+};
+const AUDIT_PAGE: Page = Page {
+    title_key: "audit_title",
+    title: "Audit trail",
+    class: "page-audit",
+    main: include_str!("../assets/audit.main.html"),
+};
+
+/// Failed password sign-ins allowed per user name, and per address, in
+/// [`THROTTLE_WINDOW`].
+const THROTTLE_PER_USER: u32 = 5;
+const THROTTLE_PER_ADDRESS: u32 = 20;
+const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// The cookie that binds an OpenID sign-in to the browser that began it.
+const OIDC_COOKIE: &str = "cxr_oidc";
 
 /// The web worklist's state.
 pub struct Web {
@@ -77,21 +135,34 @@ pub struct Web {
     config: WebConfig,
     sessions: Sessions,
     streams: Arc<Semaphore>,
+    oidc: Option<Oidc>,
+    throttle_users: Throttle,
+    throttle_addresses: Throttle,
 }
 
 impl Web {
     /// The web worklist over `pipeline`'s store and events, with the
-    /// service's authenticator.
-    pub fn new(pipeline: Arc<Pipeline>, auth: Arc<Authenticator>, config: WebConfig) -> Web {
+    /// service's authenticator; an OpenID sign-in that cannot work (a
+    /// missing secret file, no `[auth.tokens]` to verify its tokens) is an
+    /// error now.
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        auth: Arc<Authenticator>,
+        config: WebConfig,
+    ) -> Result<Web, OidcError> {
         let lifetime = Duration::from_secs(u64::from(config.session_hours.max(1)) * 3600);
         let streams = Arc::new(Semaphore::new(config.max_streams.max(1)));
-        Web {
+        let oidc = config.oidc.clone().map(Oidc::new).transpose()?;
+        Ok(Web {
             pipeline,
             auth,
             config,
             sessions: Sessions::new(lifetime),
             streams,
-        }
+            oidc,
+            throttle_users: Throttle::new(THROTTLE_PER_USER, THROTTLE_WINDOW),
+            throttle_addresses: Throttle::new(THROTTLE_PER_ADDRESS, THROTTLE_WINDOW),
+        })
     }
 
     fn store(&self) -> Arc<dyn WorklistStore> {
@@ -101,7 +172,7 @@ impl Web {
     /// Open: no authentication configured and no local users (the
     /// loopback default, as on the gRPC port).
     fn open(&self) -> bool {
-        !self.auth.enabled() && self.config.users.is_empty()
+        !self.auth.enabled() && self.config.users.is_empty() && self.oidc.is_none()
     }
 }
 
@@ -129,10 +200,17 @@ pub async fn serve(
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => connection(socket, web, peer, stop).await,
+                None => connection(socket, web, peer, None, stop).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(socket)).await {
-                        Ok(Ok(stream)) => connection(stream, web, peer, stop).await,
+                        Ok(Ok(stream)) => {
+                            // A client certificate that verified against
+                            // [tls] client_ca: who the browser is.
+                            let certs = stream.get_ref().1.peer_certificates().map(|c| {
+                                Arc::new(c.iter().map(|d| d.as_ref().to_vec()).collect())
+                            });
+                            connection(stream, web, peer, certs, stop).await
+                        }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "web TLS handshake failed")
                         }
@@ -144,14 +222,29 @@ pub async fn serve(
     }
 }
 
-async fn connection<S>(socket: S, web: Arc<Web>, peer: SocketAddr, stop: watch::Receiver<bool>)
-where
+/// The verified client certificate chain of a connection (DER, leaf first).
+type PeerCerts = Option<Arc<Vec<Vec<u8>>>>;
+
+async fn connection<S>(
+    socket: S,
+    web: Arc<Web>,
+    peer: SocketAddr,
+    certs: PeerCerts,
+    stop: watch::Receiver<bool>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req| {
         let web = Arc::clone(&web);
         let stop = stop.clone();
-        async move { Ok::<_, Infallible>(secure(handle(req, &web, peer, stop).await)) }
+        let certs = certs.clone();
+        async move {
+            let from = Peer {
+                address: peer,
+                certs: certs.as_deref().map(Vec::as_slice),
+            };
+            Ok::<_, Infallible>(secure(handle(req, &web, from, stop).await))
+        }
     });
     let io = hyper_util::rt::TokioIo::new(socket);
     if let Err(e) = hyper::server::conn::http1::Builder::new()
@@ -162,6 +255,14 @@ where
     {
         tracing::debug!(%peer, error = %e, "web connection ended");
     }
+}
+
+/// Where a request comes from: the address, and the client certificate
+/// when mutual TLS verified one.
+#[derive(Clone, Copy)]
+struct Peer<'a> {
+    address: SocketAddr,
+    certs: Option<&'a [Vec<u8>]>,
 }
 
 /// Who is asking.
@@ -178,6 +279,10 @@ impl Who {
             .iter()
             .any(|r| matches!(r, Role::Reader | Role::Admin))
     }
+
+    fn is_admin(&self) -> bool {
+        self.roles.contains(&Role::Admin)
+    }
 }
 
 fn cookie<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
@@ -191,7 +296,7 @@ fn cookie<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn identify(req: &Request<Incoming>, web: &Web) -> Option<Who> {
+fn identify(req: &Request<Incoming>, web: &Web, certs: Option<&[Vec<u8>]>) -> Option<Who> {
     if web.open() {
         return Some(Who {
             name: "anonymous".into(),
@@ -203,24 +308,36 @@ fn identify(req: &Request<Incoming>, web: &Web) -> Option<Who> {
         return Some(Who {
             name: session.user,
             roles: session.roles,
-            method: "password",
+            method: session.method,
         });
+    }
+    // With [auth] off the authenticator lets anyone in: here, with local
+    // users or OpenID sign-in configured, only a session does.
+    if !web.auth.enabled() {
+        return None;
     }
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())?;
+        .and_then(|v| v.to_str().ok());
+    if authorization.is_none() && certs.is_none() {
+        return None;
+    }
     let identity = web
         .auth
         .authenticate(&Credentials {
-            authorization: Some(authorization),
-            ..Default::default()
+            authorization,
+            peer_certificates: certs,
         })
         .ok()?;
     Some(Who {
         name: identity.subject.clone(),
         roles: identity.roles.iter().copied().collect(),
-        method: "token",
+        method: match identity.method {
+            Method::Token => "token",
+            Method::Certificate => "certificate",
+            Method::Open => "open",
+        },
     })
 }
 
@@ -300,12 +417,23 @@ fn secure(mut r: Response<Body>) -> Response<Body> {
     r
 }
 
-fn page(template: &str, lang: &str) -> Response<Body> {
-    let mut r = respond(
-        StatusCode::OK,
-        "text/html; charset=utf-8",
-        template.replace("{{LANG}}", lang),
-    );
+fn page(p: &Page, lang: &str) -> Response<Body> {
+    page_with(p, lang, &[])
+}
+
+/// A page with `{{NAME}}` placeholders of its main part filled in.
+fn page_with(p: &Page, lang: &str, fill: &[(&str, &str)]) -> Response<Body> {
+    let mut main = p.main.to_string();
+    for (k, v) in fill {
+        main = main.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    let html = SHELL
+        .replace("{{TITLE_KEY}}", p.title_key)
+        .replace("{{TITLE}}", p.title)
+        .replace("{{BODY_CLASS}}", p.class)
+        .replace("{{LANG}}", lang)
+        .replace("{{MAIN}}", &main);
+    let mut r = respond(StatusCode::OK, "text/html; charset=utf-8", html);
     r.headers_mut().insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
@@ -402,15 +530,16 @@ async fn audit(
 async fn handle(
     req: Request<Incoming>,
     web: &Web,
-    peer: SocketAddr,
+    from: Peer<'_>,
     stop: watch::Receiver<bool>,
 ) -> Response<Body> {
+    let peer = from.address;
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let lang = language(&req);
     let method = req.method().clone();
 
-    if method == Method::GET {
+    if method == http::Method::GET {
         if let Some(name) = path.strip_prefix("/assets/") {
             return match ASSETS.iter().find(|(n, _, _)| *n == name) {
                 Some((_, content_type, body)) => {
@@ -425,13 +554,34 @@ async fn handle(
             };
         }
         if path == "/login" {
-            return page(LOGIN_HTML, lang);
+            let hidden = |on: bool| if on { "" } else { "hidden" };
+            let button = web
+                .oidc
+                .as_ref()
+                .and_then(|o| o.config().button.clone())
+                .map(|b| esc(&b))
+                .unwrap_or_default();
+            return page_with(
+                &LOGIN_PAGE,
+                lang,
+                &[
+                    ("OIDC_HIDDEN", hidden(web.oidc.is_some())),
+                    ("PASSWORD_HIDDEN", hidden(!web.config.users.is_empty())),
+                    ("OIDC_BUTTON", &button),
+                ],
+            );
+        }
+        if path == "/oidc/start" {
+            return oidc_start(web, &query);
+        }
+        if path == "/oidc/callback" {
+            return oidc_callback(&req, web, peer, &query).await;
         }
     }
-    if method == Method::POST && path == "/login" {
-        return login(req, web).await;
+    if method == http::Method::POST && path == "/login" {
+        return login(req, web, peer).await;
     }
-    if method == Method::POST && path == "/logout" {
+    if method == http::Method::POST && path == "/logout" {
         if let Some(token) = cookie(&req, COOKIE) {
             web.sessions.end(token);
         }
@@ -445,7 +595,7 @@ async fn handle(
     }
 
     let api = path.starts_with("/api/");
-    let Some(who) = identify(&req, web) else {
+    let Some(who) = identify(&req, web, from.certs) else {
         return if api {
             error(StatusCode::UNAUTHORIZED, "sign in first")
         } else {
@@ -466,38 +616,62 @@ async fn handle(
 
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (&method, segments.as_slice()) {
-        (&Method::GET, [""]) => page(WORKLIST_HTML, lang),
-        (&Method::GET, ["study", id]) => match uid(id) {
-            Some(_) => page(STUDY_HTML, lang),
+        (&http::Method::GET, [""]) => page(&WORKLIST_PAGE, lang),
+        (&http::Method::GET, ["study", id]) => match uid(id) {
+            Some(_) => page(&STUDY_PAGE, lang),
             None => error(StatusCode::NOT_FOUND, "not a study"),
         },
-        (&Method::GET, ["api", "me"]) => json_reply(
+        (&http::Method::GET, ["campaigns"]) => page(&CAMPAIGNS_PAGE, lang),
+        (&http::Method::GET, ["api", "campaigns"]) => {
+            campaign_list(web, &who, peer).await.unwrap_or_else(|e| e)
+        }
+        (&http::Method::GET, ["api", "campaigns", name]) => {
+            campaign(web, &who, peer, decode(name))
+                .await
+                .unwrap_or_else(|e| e)
+        }
+        (&http::Method::GET, ["admin"]) if who.is_admin() => page(&AUDIT_PAGE, lang),
+        (&http::Method::GET, ["api", "audit"]) if who.is_admin() => {
+            audit_trail(web, &who, peer, &query)
+                .await
+                .unwrap_or_else(|e| e)
+        }
+        (&http::Method::GET, ["admin"]) => respond(
+            StatusCode::FORBIDDEN,
+            "text/plain; charset=utf-8",
+            "The admin role is needed for the audit trail.",
+        ),
+        (&http::Method::GET, ["api", "audit"]) => {
+            error(StatusCode::FORBIDDEN, "the admin role is needed")
+        }
+        (&http::Method::GET, ["api", "me"]) => json_reply(
             StatusCode::OK,
             &json!({
                 "user": who.name,
                 "roles": who.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
                 "lang": lang,
-                "signed_in": who.method != "open",
+                "signed_in": matches!(who.method, "password" | "oidc"),
+                "method": who.method,
             }),
         ),
-        (&Method::GET, ["api", "worklist"]) => worklist(web, &who, peer, &query)
+        (&http::Method::GET, ["api", "worklist"]) => worklist(web, &who, peer, &query)
             .await
             .unwrap_or_else(|e| e),
-        (&Method::GET, ["api", "studies", id]) => match uid(id) {
+        (&http::Method::GET, ["api", "studies", id]) => match uid(id) {
             Some(id) => study(web, &who, peer, id).await.unwrap_or_else(|e| e),
             None => error(StatusCode::BAD_REQUEST, "not a Study Instance UID"),
         },
-        (&Method::POST, ["api", "studies", id, "status"]) => match uid(id) {
+        (&http::Method::POST, ["api", "studies", id, "status"]) => match uid(id) {
             Some(id) => set_status(req, web, &who, peer, id)
                 .await
                 .unwrap_or_else(|e| e),
             None => error(StatusCode::BAD_REQUEST, "not a Study Instance UID"),
         },
-        (&Method::GET, ["api", "images", sop, "preview"]) => match uid(sop) {
+        (&http::Method::GET, ["api", "images", sop, "preview"]) => match uid(sop) {
             Some(sop) => preview(web, &who, peer, sop).await.unwrap_or_else(|e| e),
             None => error(StatusCode::BAD_REQUEST, "not a SOP Instance UID"),
         },
-        (&Method::GET, ["api", "images", sop, "heatmap", finding]) => {
+        (&http::Method::GET, ["api", "images", sop, "heatmap", finding]) => {
             match (uid(sop), FindingId::new(&decode(finding))) {
                 (Some(sop), Ok(finding)) => heatmap(web, &who, peer, sop, finding)
                     .await
@@ -505,7 +679,7 @@ async fn handle(
                 _ => error(StatusCode::BAD_REQUEST, "not an image and finding"),
             }
         }
-        (&Method::GET, ["api", "events"]) => events(&req, web, &query, stop).await,
+        (&http::Method::GET, ["api", "events"]) => events(&req, web, &query, stop).await,
         _ => error(StatusCode::NOT_FOUND, "no such page"),
     }
 }
@@ -521,7 +695,115 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-async fn login(req: Request<Incoming>, web: &Web) -> Response<Body> {
+/// Records a sign-in (or a refused one) in the audit trail; a failure to
+/// record is logged (the answer does not wait on it).
+async fn audit_sign_in(web: &Web, name: &str, roles: &[Role], method: &str, address: SocketAddr, outcome: &str) {
+    let entry = AuditEntry {
+        at_ms: now_ms(),
+        who: name.chars().filter(|c| !c.is_control()).take(128).collect(),
+        roles: roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","),
+        method: format!("web/{method}"),
+        action: "WebSignIn".into(),
+        object: "session".into(),
+        address: address.ip().to_string(),
+        outcome: outcome.into(),
+    };
+    let store = web.store();
+    if blocking(move || store.audit(&entry)).await.is_err() {
+        tracing::error!("web: a sign-in could not be recorded in the audit trail");
+    }
+}
+
+/// A session cookie for `token`.
+fn with_session(mut r: Response<Body>, web: &Web, token: &str) -> Response<Body> {
+    let max_age = u64::from(web.config.session_hours.max(1)) * 3600;
+    if let Ok(v) = header::HeaderValue::from_str(&format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}"
+    )) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+/// Only a path of this site: never an address elsewhere.
+fn local_path(next: String) -> String {
+    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+        next
+    } else {
+        "/".into()
+    }
+}
+
+fn oidc_start(web: &Web, query: &str) -> Response<Body> {
+    let Some(oidc) = &web.oidc else {
+        return error(StatusCode::NOT_FOUND, "OpenID sign-in is not configured");
+    };
+    let next = query_pairs(query)
+        .into_iter()
+        .find(|(k, _)| k == "next")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let browser = crate::oidc::base64url(&rand::random::<[u8; 24]>());
+    let mut r = redirect(&oidc.begin(&local_path(next), &browser));
+    // Lax: the provider's redirect back is a top-level GET from its site.
+    if let Ok(v) = header::HeaderValue::from_str(&format!(
+        "{OIDC_COOKIE}={browser}; Path=/oidc; HttpOnly; SameSite=Lax; Max-Age=600"
+    )) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn oidc_callback(
+    req: &Request<Incoming>,
+    web: &Web,
+    peer: SocketAddr,
+    query: &str,
+) -> Response<Body> {
+    let Some(oidc) = &web.oidc else {
+        return error(StatusCode::NOT_FOUND, "OpenID sign-in is not configured");
+    };
+    let pairs = query_pairs(query);
+    let field = |k: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let browser = cookie(req, OIDC_COOKIE).unwrap_or("").to_string();
+    let result = if !field("error").is_empty() {
+        Err(OidcError::Provider(field("error")))
+    } else {
+        let auth = Arc::clone(&web.auth);
+        oidc.complete(&field("state"), &field("code"), &browser, move |token, client, nonce| {
+            auth.id_token_identity(token, client, nonce)
+                .map_err(|e| e.to_string())
+        })
+        .await
+    };
+    match result {
+        Ok((identity, next)) => {
+            let roles: Vec<Role> = identity.roles.iter().copied().collect();
+            audit_sign_in(web, &identity.subject, &roles, "oidc", peer, "OK").await;
+            let token = web.sessions.start(&identity.subject, &roles, "oidc");
+            let mut r = with_session(redirect(&next), web, &token);
+            if let Ok(v) = header::HeaderValue::from_str(&format!(
+                "{OIDC_COOKIE}=; Path=/oidc; HttpOnly; SameSite=Lax; Max-Age=0"
+            )) {
+                r.headers_mut().append(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "web OpenID sign-in failed");
+            audit_sign_in(web, "", &[], "oidc", peer, "REFUSED").await;
+            redirect("/login?error=oidc")
+        }
+    }
+}
+
+async fn login(req: Request<Incoming>, web: &Web, peer: SocketAddr) -> Response<Body> {
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "form too large"),
@@ -534,12 +816,23 @@ async fn login(req: Request<Incoming>, web: &Web) -> Response<Body> {
             .unwrap_or_default()
     };
     let (name, password, next) = (field("user"), field("password"), field("next"));
-    // Only a path of this site: never an address elsewhere.
-    let next = if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
-        next
-    } else {
-        "/".into()
-    };
+    let next = local_path(next);
+    // Guessing passwords: a user name, or an address, that failed too
+    // often waits (before the hash is even computed).
+    let (user_key, address_key) = (format!("user:{name}"), format!("ip:{}", peer.ip()));
+    if let Some(wait) = web
+        .throttle_users
+        .blocked(&user_key)
+        .or_else(|| web.throttle_addresses.blocked(&address_key))
+    {
+        tracing::warn!(wait_s = wait, "web sign-in throttled");
+        audit_sign_in(web, &name, &[], "password", peer, "THROTTLED").await;
+        let mut r = redirect(&format!("/login?error=throttled&next={}", encode(&next)));
+        if let Ok(v) = header::HeaderValue::from_str(&wait.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
     let user = web.config.users.iter().find(|u| u.name == name).cloned();
     let ok = match &user {
         Some(u) => {
@@ -552,17 +845,15 @@ async fn login(req: Request<Incoming>, web: &Web) -> Response<Body> {
     };
     let Some(user) = user.filter(|_| ok) else {
         tracing::warn!("web sign-in refused");
+        web.throttle_users.failed(&user_key);
+        web.throttle_addresses.failed(&address_key);
+        audit_sign_in(web, &name, &[], "password", peer, "REFUSED").await;
         return redirect(&format!("/login?error=1&next={}", encode(&next)));
     };
-    let token = web.sessions.start(&user);
-    let mut r = redirect(&next);
-    let max_age = u64::from(web.config.session_hours.max(1)) * 3600;
-    if let Ok(v) = header::HeaderValue::from_str(&format!(
-        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}"
-    )) {
-        r.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    r
+    web.throttle_users.succeeded(&user_key);
+    audit_sign_in(web, &user.name, &user.roles, "password", peer, "OK").await;
+    let token = web.sessions.start(&user.name, &user.roles, "password");
+    with_session(redirect(&next), web, &token)
 }
 
 fn summary_json(s: &StudySummary) -> Value {
@@ -985,4 +1276,128 @@ mod tests {
         assert_eq!(decode("a%20b+c"), "a b c");
         assert_eq!(encode("/study/1.2?x"), "/study/1.2%3Fx");
     }
+}
+
+/// HTML-escapes text put into a page.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+async fn campaign_list(
+    web: &Web,
+    who: &Who,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Response<Body>> {
+    audit(web, who, peer, "WebListCampaigns", "campaigns".into()).await?;
+    let Some(dir) = web.config.campaigns.clone() else {
+        return Ok(json_reply(
+            StatusCode::OK,
+            &json!({ "campaigns": [], "folder": Value::Null }),
+        ));
+    };
+    let listing = tokio::task::spawn_blocking(move || crate::campaigns::summaries(&dir))
+        .await
+        .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
+    Ok(json_reply(StatusCode::OK, &listing))
+}
+
+async fn campaign(
+    web: &Web,
+    who: &Who,
+    peer: SocketAddr,
+    name: String,
+) -> Result<Response<Body>, Response<Body>> {
+    let Some(dir) = web.config.campaigns.clone() else {
+        return Err(error(StatusCode::NOT_FOUND, "no campaign folder configured"));
+    };
+    audit(web, who, peer, "WebGetCampaign", format!("campaign:{name}")).await?;
+    let detail = tokio::task::spawn_blocking(move || crate::campaigns::detail(&dir, &name))
+        .await
+        .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
+    match detail {
+        None => Err(error(StatusCode::NOT_FOUND, "no such campaign")),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "web: a campaign's results do not read");
+            Err(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the campaign's results cannot be read",
+            ))
+        }
+        Some(Ok(v)) => Ok(json_reply(StatusCode::OK, &v)),
+    }
+}
+
+/// The audit trail, a page at a time: `after=N` (records after sequence
+/// N), or `latest=1` (the last page); `limit` at most 500.
+async fn audit_trail(
+    web: &Web,
+    who: &Who,
+    peer: SocketAddr,
+    query: &str,
+) -> Result<Response<Body>, Response<Body>> {
+    let mut after: Option<u64> = None;
+    let mut limit: u32 = 100;
+    let mut latest = false;
+    for (k, v) in query_pairs(query) {
+        match k.as_str() {
+            "after" => {
+                after = Some(
+                    v.parse()
+                        .map_err(|_| error(StatusCode::BAD_REQUEST, "after: not a number"))?,
+                )
+            }
+            "limit" => {
+                limit = v
+                    .parse::<u32>()
+                    .map_err(|_| error(StatusCode::BAD_REQUEST, "limit: not a number"))?
+                    .clamp(1, 500)
+            }
+            "latest" => latest = v == "1" || v == "true",
+            _ => {}
+        }
+    }
+    audit(web, who, peer, "WebReadAudit", "audit".into()).await?;
+    let store = web.store();
+    let (records, last) = blocking(move || {
+        // The newest sequence, by galloping then bisecting over
+        // audit_after (a handful of indexed reads).
+        let exists = |seq: u64| store.audit_after(seq - 1, 1).map(|r| !r.is_empty());
+        let mut hi = 1u64;
+        while exists(hi)? {
+            hi = hi.saturating_mul(2);
+        }
+        let mut lo = hi / 2; // exists(lo) or lo == 0
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if exists(mid)? {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let last = lo;
+        let from = if latest {
+            last.saturating_sub(u64::from(limit))
+        } else {
+            after.unwrap_or(0)
+        };
+        Ok((store.audit_after(from, limit)?, last))
+    })
+    .await?;
+    // Whether each record's hash follows from its predecessor's (within
+    // this page).
+    let chained = records
+        .windows(2)
+        .all(|w| w[1].prev_hash == w[0].hash && w[1].sequence == w[0].sequence + 1)
+        && records
+            .iter()
+            .all(|r| AuditRecord::chain_hash(&r.prev_hash, r.sequence, &r.entry) == r.hash);
+    Ok(json_reply(
+        StatusCode::OK,
+        &json!({ "records": records, "last_sequence": last, "chain_intact": chained }),
+    ))
 }
