@@ -302,7 +302,7 @@ pub async fn run(
                     .get_or_insert_with(|| config.data_dir.join("campaigns"));
                 web
             })
-                .context("the web worklist ([web])")?,
+            .context("the web worklist ([web])")?,
         );
         tokio::spawn(cxr_web::serve(
             web_listener,

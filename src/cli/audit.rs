@@ -79,11 +79,12 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     let e = &r.entry;
                     println!(
-                        "{:>6} {} {:<16} {:<14} {:<24} {:<10} {} {}",
+                        "{:>6} {} {:<16} {:<14} {:<12} {:<24} {:<10} {} {}",
                         r.sequence,
                         e.at_ms,
                         e.who,
                         e.roles,
+                        e.method,
                         e.action,
                         e.outcome,
                         e.address,

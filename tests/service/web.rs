@@ -35,7 +35,12 @@ impl Idp {
         let port = free_port();
         let mut child = Command::new(python())
             .arg(root().join("tests/web/oidc_idp.py"))
-            .args(["--port", &port.to_string(), "--user", "dr.minh:reader,admin"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--user",
+                "dr.minh:reader,admin",
+            ])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -107,7 +112,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The service with the web worklist on `web`, three local users, browser
+/// The service with the web worklist on `web`, four local users, browser
 /// sign-in at the OpenID provider on `idp` (its keys saved in
 /// `jwks.json`), and the campaigns in `dir/campaigns`.
 fn config(dir: &Path, web: u16, idp: u16) -> PathBuf {
@@ -128,10 +133,12 @@ fn config(dir: &Path, web: u16, idp: u16) -> PathBuf {
              redirect_url = \"http://127.0.0.1:{web}/oidc/callback\"\n\
              [[web.users]]\nname = \"lan\"\npassword = \"{}\"\nroles = [\"reader\"]\n\
              [[web.users]]\nname = \"khoa\"\npassword = \"{}\"\nroles = [\"reader\"]\n\
-             [[web.users]]\nname = \"upl\"\npassword = \"{}\"\nroles = [\"uploader\"]\n",
+             [[web.users]]\nname = \"upl\"\npassword = \"{}\"\nroles = [\"uploader\"]\n\
+             [[web.users]]\nname = \"tam\"\npassword = \"{}\"\nroles = [\"reader\"]\n",
             hash("Phổi-khỏe-2026"),
             hash("Nốt-phổi-2026"),
             hash("upload-only"),
+            hash("Tâm-2026"),
             d = dir.display(),
         ),
     )
@@ -283,10 +290,10 @@ async fn the_web_worklist_signs_in_shows_the_worklist_live_and_in_chromium() {
     // Guessing passwords: after 5 failures a user name waits, even with
     // the right password; other users are not affected.
     for _ in 0..5 {
-        let (_, headers) = sign_in(web, "upl", "wrong");
+        let (_, headers) = sign_in(web, "tam", "wrong");
         assert!(headers.contains("location: /login?error=1"), "{headers}");
     }
-    let (_, headers) = sign_in(web, "upl", "upload-only");
+    let (_, headers) = sign_in(web, "tam", "Tâm-2026");
     assert!(
         headers.contains("location: /login?error=throttled"),
         "{headers}"
@@ -302,7 +309,11 @@ async fn the_web_worklist_signs_in_shows_the_worklist_live_and_in_chromium() {
     assert_eq!(van["name"], "van-1", "{list}");
     assert_eq!(van["evaluated"], true);
     assert_eq!(van["progress"]["finished"], true);
-    assert_eq!(van["progress"]["done"], 24);
+    // 24 films and the generator's two sidecars, which score reports
+    // as not DICOM rather than dropping silently.
+    assert_eq!(van["progress"]["done"], 26, "{list}");
+    assert_eq!(van["progress"]["scored"], 24);
+    assert_eq!(van["progress"]["failed"], 2);
     let (status, _, body) = get(web, "/api/campaigns/van-1", &lan);
     assert_eq!(status, 200);
     let c: serde_json::Value = serde_json::from_slice(&body).unwrap();

@@ -261,16 +261,11 @@ pub fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<tokio_rustls::TlsAccepto
 /// `client_ca` is set, is verified if presented but not required (the web
 /// worklist: browsers with a smart-card certificate are known by it,
 /// others sign in).
-pub fn tls_acceptor_optional_client(
-    files: &TlsFiles,
-) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+pub fn tls_acceptor_optional_client(files: &TlsFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     acceptor(files, true)
 }
 
-fn acceptor(
-    files: &TlsFiles,
-    optional_client: bool,
-) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+fn acceptor(files: &TlsFiles, optional_client: bool) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     use anyhow::Context;
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};

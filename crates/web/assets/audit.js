@@ -18,12 +18,12 @@
     const body = document.getElementById('audit-body');
     body.replaceChildren(...records.map((r) => el('tr', { class: r.outcome === 'OK' ? null : 'audit-refused' }, [
       el('td', { class: 'num', text: String(r.sequence) }),
-      el('td', { text: fmtDate(r.at_ms) }),
+      el('td', { class: 'audit-when', text: fmtDate(r.at_ms) }),
       el('td', { text: r.who }),
       el('td', { text: r.roles }),
       el('td', { text: r.method }),
       el('td', { text: r.action }),
-      el('td', { text: r.object }),
+      el('td', { class: 'audit-object', text: r.object }),
       el('td', { text: r.address }),
       el('td', { text: r.outcome }),
     ])));

@@ -204,7 +204,11 @@ impl Throttle {
             let window = self.window;
             map.retain(|_, (_, since)| since.elapsed() < window);
             if map.len() >= MAX_KEYS {
-                if let Some(oldest) = map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone()) {
+                if let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, (_, t))| *t)
+                    .map(|(k, _)| k.clone())
+                {
                     map.remove(&oldest);
                 }
             }

@@ -23,9 +23,7 @@ pub(crate) struct Campaign {
 
 fn is_results(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    path.is_file()
-        && (name.ends_with(".jsonl") || name.ends_with(".csv"))
-        && !name.starts_with('.')
+    path.is_file() && (name.ends_with(".jsonl") || name.ends_with(".csv")) && !name.starts_with('.')
 }
 
 fn existing(path: PathBuf) -> Option<PathBuf> {

@@ -397,7 +397,9 @@ async fn post_form(
                 .map_err(|e| OidcError::Token(format!("TLS with {host}: {e}")))?;
             send(stream, request).await
         }
-        (true, None) => Err(OidcError::Config("https without a TLS configuration".into())),
+        (true, None) => Err(OidcError::Config(
+            "https without a TLS configuration".into(),
+        )),
     }
 }
 

@@ -206,9 +206,10 @@ pub async fn serve(
                         Ok(Ok(stream)) => {
                             // A client certificate that verified against
                             // [tls] client_ca: who the browser is.
-                            let certs = stream.get_ref().1.peer_certificates().map(|c| {
-                                Arc::new(c.iter().map(|d| d.as_ref().to_vec()).collect())
-                            });
+                            let certs =
+                                stream.get_ref().1.peer_certificates().map(|c| {
+                                    Arc::new(c.iter().map(|d| d.as_ref().to_vec()).collect())
+                                });
                             connection(stream, web, peer, certs, stop).await
                         }
                         Ok(Err(e)) => {
@@ -625,11 +626,9 @@ async fn handle(
         (&http::Method::GET, ["api", "campaigns"]) => {
             campaign_list(web, &who, peer).await.unwrap_or_else(|e| e)
         }
-        (&http::Method::GET, ["api", "campaigns", name]) => {
-            campaign(web, &who, peer, decode(name))
-                .await
-                .unwrap_or_else(|e| e)
-        }
+        (&http::Method::GET, ["api", "campaigns", name]) => campaign(web, &who, peer, decode(name))
+            .await
+            .unwrap_or_else(|e| e),
         (&http::Method::GET, ["admin"]) if who.is_admin() => page(&AUDIT_PAGE, lang),
         (&http::Method::GET, ["api", "audit"]) if who.is_admin() => {
             audit_trail(web, &who, peer, &query)
@@ -697,11 +696,22 @@ fn encode(s: &str) -> String {
 
 /// Records a sign-in (or a refused one) in the audit trail; a failure to
 /// record is logged (the answer does not wait on it).
-async fn audit_sign_in(web: &Web, name: &str, roles: &[Role], method: &str, address: SocketAddr, outcome: &str) {
+async fn audit_sign_in(
+    web: &Web,
+    name: &str,
+    roles: &[Role],
+    method: &str,
+    address: SocketAddr,
+    outcome: &str,
+) {
     let entry = AuditEntry {
         at_ms: now_ms(),
         who: name.chars().filter(|c| !c.is_control()).take(128).collect(),
-        roles: roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","),
+        roles: roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
         method: format!("web/{method}"),
         action: "WebSignIn".into(),
         object: "session".into(),
@@ -776,10 +786,15 @@ async fn oidc_callback(
         Err(OidcError::Provider(field("error")))
     } else {
         let auth = Arc::clone(&web.auth);
-        oidc.complete(&field("state"), &field("code"), &browser, move |token, client, nonce| {
-            auth.id_token_identity(token, client, nonce)
-                .map_err(|e| e.to_string())
-        })
+        oidc.complete(
+            &field("state"),
+            &field("code"),
+            &browser,
+            move |token, client, nonce| {
+                auth.id_token_identity(token, client, nonce)
+                    .map_err(|e| e.to_string())
+            },
+        )
         .await
     };
     match result {
@@ -1260,24 +1275,6 @@ async fn events(
         .unwrap_or_else(|_| Response::new(full("")))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_uids_and_paths_are_read_strictly() {
-        assert_eq!(date_ms("1970-01-02", false), Some(86_400_000));
-        assert_eq!(date_ms("2026-12-05", true), date_ms("2026-12-06", false));
-        assert_eq!(date_ms("2026-13-01", false), None);
-        assert_eq!(uid("1.2.840.113619.2"), Some("1.2.840.113619.2".into()));
-        assert_eq!(uid("1.2%2E3"), Some("1.2.3".into()));
-        assert_eq!(uid("../etc/passwd"), None);
-        assert_eq!(uid(""), None);
-        assert_eq!(decode("a%20b+c"), "a b c");
-        assert_eq!(encode("/study/1.2?x"), "/study/1.2%3Fx");
-    }
-}
-
 /// HTML-escapes text put into a page.
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -1312,7 +1309,10 @@ async fn campaign(
     name: String,
 ) -> Result<Response<Body>, Response<Body>> {
     let Some(dir) = web.config.campaigns.clone() else {
-        return Err(error(StatusCode::NOT_FOUND, "no campaign folder configured"));
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "no campaign folder configured",
+        ));
     };
     audit(web, who, peer, "WebGetCampaign", format!("campaign:{name}")).await?;
     let detail = tokio::task::spawn_blocking(move || crate::campaigns::detail(&dir, &name))
@@ -1400,4 +1400,22 @@ async fn audit_trail(
         StatusCode::OK,
         &json!({ "records": records, "last_sequence": last, "chain_intact": chained }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_uids_and_paths_are_read_strictly() {
+        assert_eq!(date_ms("1970-01-02", false), Some(86_400_000));
+        assert_eq!(date_ms("2026-12-05", true), date_ms("2026-12-06", false));
+        assert_eq!(date_ms("2026-13-01", false), None);
+        assert_eq!(uid("1.2.840.113619.2"), Some("1.2.840.113619.2".into()));
+        assert_eq!(uid("1.2%2E3"), Some("1.2.3".into()));
+        assert_eq!(uid("../etc/passwd"), None);
+        assert_eq!(uid(""), None);
+        assert_eq!(decode("a%20b+c"), "a b c");
+        assert_eq!(encode("/study/1.2?x"), "/study/1.2%3Fx");
+    }
 }
