@@ -57,10 +57,10 @@ fi
 
 requirements=(-r models/requirements-runtime.txt)
 if [ "$purpose" = test ]; then
-  requirements+=(-r test-images/requirements.txt -r examples/python/requirements.txt -r tests/web/requirements.txt)
+  requirements+=(-r test-images/requirements.txt -r examples/python/requirements.txt -r tests/web/requirements.txt -r tests/interop/requirements.txt)
 fi
 stamp=.venv/.cxr-setup-$purpose
-if [ ! -f "$stamp" ] || [ -n "$(find models/requirements-runtime.txt test-images/requirements.txt examples/python/requirements.txt tests/web/requirements.txt -newer "$stamp" 2>/dev/null)" ]; then
+if [ ! -f "$stamp" ] || [ -n "$(find models/requirements-runtime.txt test-images/requirements.txt examples/python/requirements.txt tests/web/requirements.txt tests/interop/requirements.txt scripts/setup.sh -newer "$stamp" 2>/dev/null)" ]; then
   echo "setup: installing Python packages (${purpose})"
   .venv/bin/python -m pip install -q --disable-pip-version-check "${requirements[@]}"
   touch "$stamp"

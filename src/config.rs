@@ -50,6 +50,9 @@ pub struct ServiceConfig {
     /// The web worklist, the radiologists' screen (`[web]`; on by default
     /// on 127.0.0.1:8080; `CXR_WEB_LISTEN=off` turns it off).
     pub web: cxr_web::WebConfig,
+    /// Results to the RIS as HL7 v2.5.1 ORU^R01 over MLLP (`[hl7]`; off
+    /// unless `destination` is set).
+    pub hl7: cxr_ris::Hl7Config,
 }
 
 /// `[worklist]`: where results, the change log and the audit trail are
@@ -219,6 +222,7 @@ impl Default for ServiceConfig {
             audit: AuditConfig::default(),
             worklist: WorklistConfig::default(),
             web: cxr_web::WebConfig::default(),
+            hl7: cxr_ris::Hl7Config::default(),
         }
     }
 }

@@ -7,6 +7,7 @@ mod auth;
 mod campaign;
 mod findings_as_data;
 mod hardening;
+mod hl7;
 mod pacs_grouping;
 mod pacs_orthanc;
 mod pacs_process;

@@ -147,6 +147,18 @@ pub fn read_identity(bytes: &[u8], limits: &IngestLimits) -> Option<RadiographMe
     is_valid_uid(&meta.sop_instance_uid).then_some(meta)
 }
 
+/// The patient attributes of a DICOM object held in memory, read up to its
+/// Pixel Data with the same bounds as [`read_identity`]; `None` when the
+/// bytes do not parse. For results that go back to the hospital's systems
+/// (HL7, FHIR) when the pixels themselves could not be read.
+pub fn read_patient(bytes: &[u8], limits: &IngestLimits) -> Option<Patient> {
+    if bytes.len() as u64 > limits.max_input_bytes {
+        return None;
+    }
+    let (parsed, _) = parse::parse_identity(bytes, limits.max_inflated_bytes).ok()?;
+    Some(Patient::from_object(&parsed.object))
+}
+
 /// Whether `uid` is a DICOM UID (PS3.5 §9.1): 1–64 characters, digits in
 /// dot-separated components, none empty. Objects are filed by their SOP
 /// Instance UID, so one that is not a UID (60 kB, `../`, control

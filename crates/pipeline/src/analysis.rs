@@ -10,7 +10,7 @@ use std::time::Instant;
 use cxr_findings::overlay::{self, Preview};
 use cxr_findings::priority::{self, PriorityAssessment};
 use cxr_findings::{assess, FindingResult, NotAnalyzed, PriorityPolicy};
-use cxr_ingest::{self as ingest, is_valid_uid, GreyImage, IngestLimits, RadiographMeta};
+use cxr_ingest::{self as ingest, is_valid_uid, GreyImage, IngestLimits, Patient, RadiographMeta};
 use cxr_model::{Engine, EngineError, Inferred, Prepared, Provenance};
 use cxr_worklist::{
     now_ms, FindingSummary, ImageIdentity, ImageRecord, Source, StoreError, Stored, StoredHeatmap,
@@ -30,6 +30,9 @@ pub struct Decoded {
     pub identity: ImageIdentity,
     /// Identity and acquisition metadata as read.
     pub meta: RadiographMeta,
+    /// Patient attributes, when the header could be read (redacted in
+    /// `Debug`; for the results sent to the RIS, never logged).
+    pub patient: Option<Patient>,
     /// The pixels, ready to look at, when they could be decoded.
     pub image: Option<Arc<GreyImage>>,
     /// Why the models will not read it (`None`: they will).
@@ -60,6 +63,9 @@ pub struct Outcome {
     pub preview: Option<(Preview, Vec<u8>)>,
     /// Columns and rows of the decoded image (when it could be decoded).
     pub image_size: Option<(u32, u32)>,
+    /// Patient attributes from the header (not stored in the worklist; for
+    /// the results sent to the RIS).
+    pub patient: Option<Patient>,
 }
 
 impl Outcome {
@@ -186,6 +192,7 @@ impl Analyzer {
                 identity: identity_of(&radiograph.meta),
                 reason: radiograph.assessment.reason.clone().map(NotAnalyzed::Gate),
                 meta: radiograph.meta,
+                patient: Some(radiograph.patient),
                 image: Some(Arc::new(radiograph.image)),
                 decode_ms: 0.0,
                 decoder: Some(radiograph.stored.decoder),
@@ -196,6 +203,7 @@ impl Analyzer {
                 Decoded {
                     identity: identity_of(&meta),
                     meta,
+                    patient: ingest::read_patient(bytes, &self.limits),
                     image: None,
                     reason: Some(NotAnalyzed::Undecodable {
                         kind: error.kind(),
@@ -243,6 +251,7 @@ impl Analyzer {
                     Decoded {
                         identity: identity_of(&meta),
                         meta,
+                        patient: ingest::read_patient(bytes, &self.limits),
                         image: None,
                         reason: Some(NotAnalyzed::Internal(
                             "cxr-triage failed while decoding this image (an internal error, \
@@ -335,6 +344,7 @@ impl Analyzer {
             timings,
             preview,
             image_size,
+            patient: decoded.patient,
         })
     }
 

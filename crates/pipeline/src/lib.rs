@@ -78,6 +78,17 @@ pub struct Filed {
     pub sequence: u64,
 }
 
+/// Told of every outcome filed by [`Pipeline::analyze`], right after the
+/// worklist commit, on a blocking thread: the results that go on to the
+/// hospital's other systems (HL7 v2 to the RIS) are queued here, durably,
+/// before the caller is answered.
+pub trait ResultSink: Send + Sync {
+    /// One filed outcome; `store` is the worklist it was filed in (for the
+    /// rest of the study). Failures are the sink's to report (logged,
+    /// counted); the analysis stands.
+    fn filed(&self, store: &dyn WorklistStore, filed: &Filed);
+}
+
 /// One analysis slot (see [`Pipeline::admit`]); released when dropped.
 #[derive(Debug)]
 pub struct Admission(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
@@ -90,6 +101,7 @@ pub struct Pipeline {
     permits: Arc<Semaphore>,
     cpu_slots: Arc<Semaphore>,
     events: broadcast::Sender<Event>,
+    sinks: std::sync::RwLock<Vec<Arc<dyn ResultSink>>>,
 }
 
 impl Pipeline {
@@ -106,6 +118,14 @@ impl Pipeline {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
             events,
+            sinks: std::sync::RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Adds a [`ResultSink`], told of every outcome filed from now on.
+    pub fn add_sink(&self, sink: Arc<dyn ResultSink>) {
+        if let Ok(mut sinks) = self.sinks.write() {
+            sinks.push(sink);
         }
     }
 
@@ -204,28 +224,32 @@ impl Pipeline {
         };
         let mut outcome = analyzer.conclude(decoded, inferred, preview)?;
         let store = Arc::clone(&self.store);
-        let (outcome, stored) = tokio::task::spawn_blocking(move || {
-            let stored = file(store.as_ref(), &mut outcome, &source);
-            (outcome, stored)
+        let sinks = self.sinks.read().map(|s| s.clone()).unwrap_or_default();
+        let filed = tokio::task::spawn_blocking(move || {
+            let stored = file(store.as_ref(), &mut outcome, &source)?;
+            let filed = Filed {
+                outcome,
+                study: stored.study,
+                sequence: stored.sequence,
+            };
+            for sink in &sinks {
+                sink.filed(store.as_ref(), &filed);
+            }
+            Ok::<_, PipelineError>(filed)
         })
         .await
-        .map_err(|_| PipelineError::ShutDown)?;
-        let stored = stored?;
-        let mut outcome = outcome;
-        outcome.timings.total_ms = started.elapsed().as_secs_f64() * 1e3;
-        record_metrics(&outcome);
+        .map_err(|_| PipelineError::ShutDown)??;
+        let mut filed = filed;
+        filed.outcome.timings.total_ms = started.elapsed().as_secs_f64() * 1e3;
+        record_metrics(&filed.outcome);
         let _ = self.events.send(Event {
-            sequence: stored.sequence,
+            sequence: filed.sequence,
             kind: EventKind::ImageStored,
-            study_instance_uid: outcome.identity.study_instance_uid.clone(),
-            sop_instance_uid: outcome.identity.sop_instance_uid.clone(),
+            study_instance_uid: filed.outcome.identity.study_instance_uid.clone(),
+            sop_instance_uid: filed.outcome.identity.sop_instance_uid.clone(),
             at_ms: now_ms(),
         });
-        Ok(Filed {
-            outcome,
-            study: stored.study,
-            sequence: stored.sequence,
-        })
+        Ok(filed)
     }
 
     /// Publishes an event committed outside [`Pipeline::analyze`] (status

@@ -1,0 +1,257 @@
+//! The durable HL7 outbox: messages waiting for the RIS.
+//!
+//! One row per message in `hl7.sqlite` (WAL, `synchronous=FULL`), keyed by
+//! its control ID, which is unique per result version: queueing the same
+//! version twice does nothing. A row moves `ready` → `sent` when the RIS
+//! accepts it (AA), or stays `ready` with a later `next_attempt_ms` after
+//! a transport failure or an application error (AE), or goes to `failed`
+//! when the RIS rejects it (AR) or it was not delivered within the give-up
+//! time; failed rows stay, with their last error, for `cxr-triage hl7`
+//! and the metrics. Messages go out strictly in the order they were
+//! queued, so each study's versions arrive in order. A message is marked
+//! sent right after its positive acknowledgement: a crash in between sends
+//! it once more, with the same control ID (MSH-10), which receivers use
+//! to drop duplicates.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Outbox errors.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// The outbox database failed.
+    #[error("HL7 outbox database: {0}")]
+    Database(#[from] rusqlite::Error),
+}
+
+/// A message due to be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// Row id (queue order).
+    pub id: i64,
+    /// MSH-10.
+    pub control_id: String,
+    /// The message.
+    pub message: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// When it was queued, ms since the epoch.
+    pub created_ms: i64,
+    /// Not before this time.
+    pub next_attempt_ms: i64,
+}
+
+/// Counts by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tally {
+    /// Waiting to be sent.
+    pub ready: u64,
+    /// Accepted by the RIS.
+    pub sent: u64,
+    /// Rejected or given up.
+    pub failed: u64,
+}
+
+/// A listed row (no message body: it holds patient data).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Row {
+    /// MSH-10.
+    pub control_id: String,
+    /// The study.
+    pub study_instance_uid: String,
+    /// `ready`, `sent`, `failed`.
+    pub state: String,
+    /// Failed attempts.
+    pub attempts: u32,
+    /// The last failure.
+    pub last_error: Option<String>,
+}
+
+/// The outbox.
+pub struct Outbox {
+    db: Mutex<Connection>,
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox at `path`.
+    pub fn open(path: &Path) -> Result<Outbox, OutboxError> {
+        let db = Connection::open(path)?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "FULL")?;
+        db.busy_timeout(std::time::Duration::from_secs(10))?;
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS hl7_outbox (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                control_id TEXT NOT NULL UNIQUE,
+                study_uid TEXT NOT NULL,
+                message TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT,
+                created_ms INTEGER NOT NULL,
+                sent_ms INTEGER
+            );
+            CREATE INDEX IF NOT EXISTS hl7_outbox_state ON hl7_outbox (state, id);",
+        )?;
+        Ok(Outbox { db: Mutex::new(db) })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a message (durable when it returns); `false` when a message
+    /// with this control ID was queued before.
+    pub fn add(
+        &self,
+        control_id: &str,
+        study_uid: &str,
+        message: &str,
+        now_ms: i64,
+    ) -> Result<bool, OutboxError> {
+        let n = self.db().execute(
+            "INSERT OR IGNORE INTO hl7_outbox (control_id, study_uid, message, state, created_ms)
+             VALUES (?1, ?2, ?3, 'ready', ?4)",
+            params![control_id, study_uid, message, now_ms],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// The oldest message waiting, whether or not its time has come.
+    pub fn next(&self) -> Result<Option<Due>, OutboxError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT id, control_id, message, attempts, created_ms, next_attempt_ms
+                 FROM hl7_outbox WHERE state = 'ready' ORDER BY id LIMIT 1",
+                [],
+                |r| {
+                    Ok(Due {
+                        id: r.get(0)?,
+                        control_id: r.get(1)?,
+                        message: r.get(2)?,
+                        attempts: r.get(3)?,
+                        created_ms: r.get(4)?,
+                        next_attempt_ms: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Accepted by the RIS.
+    pub fn sent(&self, id: i64, now_ms: i64) -> Result<(), OutboxError> {
+        self.db().execute(
+            "UPDATE hl7_outbox SET state = 'sent', sent_ms = ?2, last_error = NULL WHERE id = ?1",
+            params![id, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Failed this time; tried again at `next_attempt_ms`.
+    pub fn retry(&self, id: i64, error: &str, next_attempt_ms: i64) -> Result<(), OutboxError> {
+        self.db().execute(
+            "UPDATE hl7_outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3
+             WHERE id = ?1",
+            params![id, next_attempt_ms, error],
+        )?;
+        Ok(())
+    }
+
+    /// Rejected, or given up: kept, not tried again.
+    pub fn fail(&self, id: i64, error: &str) -> Result<(), OutboxError> {
+        self.db().execute(
+            "UPDATE hl7_outbox SET state = 'failed', attempts = attempts + 1, last_error = ?2
+             WHERE id = ?1",
+            params![id, error],
+        )?;
+        Ok(())
+    }
+
+    /// Counts by state.
+    pub fn tally(&self) -> Result<Tally, OutboxError> {
+        let db = self.db();
+        let mut stmt = db.prepare("SELECT state, COUNT(*) FROM hl7_outbox GROUP BY state")?;
+        let mut t = Tally::default();
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+        for row in rows {
+            let (state, n) = row?;
+            match state.as_str() {
+                "ready" => t.ready = n,
+                "sent" => t.sent = n,
+                _ => t.failed += n,
+            }
+        }
+        Ok(t)
+    }
+
+    /// The latest rows, newest first, at most `limit`.
+    pub fn list(&self, limit: u32) -> Result<Vec<Row>, OutboxError> {
+        let db = self.db();
+        let mut stmt = db.prepare(
+            "SELECT control_id, study_uid, state, attempts, last_error FROM hl7_outbox
+             ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit], |r| {
+            Ok(Row {
+                control_id: r.get(0)?,
+                study_instance_uid: r.get(1)?,
+                state: r.get(2)?,
+                attempts: r.get(3)?,
+                last_error: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes sent messages sent before `cutoff_ms` (retention); how many.
+    pub fn purge_sent(&self, cutoff_ms: i64) -> Result<usize, OutboxError> {
+        Ok(self.db().execute(
+            "DELETE FROM hl7_outbox WHERE state = 'sent' AND sent_ms < ?1",
+            [cutoff_ms],
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_go_in_order_once_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hl7.sqlite");
+        {
+            let o = Outbox::open(&path).unwrap();
+            assert!(o.add("C1", "1.2", "m1", 10).unwrap());
+            assert!(o.add("C2", "1.2", "m2", 11).unwrap());
+            assert!(!o.add("C1", "1.2", "m1 again", 12).unwrap());
+            let first = o.next().unwrap().unwrap();
+            assert_eq!((first.control_id.as_str(), first.message.as_str()), ("C1", "m1"));
+            o.retry(first.id, "connection refused", 5000).unwrap();
+            let again = o.next().unwrap().unwrap();
+            assert_eq!((again.control_id.as_str(), again.attempts), ("C1", 1));
+            assert_eq!(again.next_attempt_ms, 5000);
+            o.sent(again.id, 20).unwrap();
+        }
+        let o = Outbox::open(&path).unwrap();
+        let second = o.next().unwrap().unwrap();
+        assert_eq!(second.control_id, "C2");
+        o.fail(second.id, "AR: unsupported").unwrap();
+        assert!(o.next().unwrap().is_none());
+        assert_eq!(
+            o.tally().unwrap(),
+            Tally {
+                ready: 0,
+                sent: 1,
+                failed: 1
+            }
+        );
+        let rows = o.list(10).unwrap();
+        assert_eq!(rows[0].last_error.as_deref(), Some("AR: unsupported"));
+        assert_eq!(o.purge_sent(21).unwrap(), 1);
+    }
+}

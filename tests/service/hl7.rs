@@ -1,0 +1,224 @@
+//! Results to the RIS as HL7 v2.5.1 ORU^R01 over MLLP, received by a peer
+//! nobody here wrote (python-hl7's asyncio MLLP server, every message
+//! validated by hl7apy against the v2.5.1 structures;
+//! `tests/interop/mllp_receiver.py`): a Vietnamese name from ISO_IR 192
+//! arrives intact, an AE is retried, an AR is kept as failed, and with the
+//! RIS down and `serve` killed by SIGKILL, each result arrives once, in
+//! order, after both come back.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cxr_api::pb;
+use cxr_api::pb::triage_client::TriageClient;
+
+use crate::pacs_support::{dcmtk, text};
+use crate::service_process::{film, free_port, metric, plain_channel, scrape, wait_serving, Server};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The MLLP receiver on `port`, acknowledging as the control file says.
+struct Ris {
+    child: Child,
+}
+
+impl Ris {
+    fn start(port: u16, out: &Path, control: &Path) -> Ris {
+        let mut child = Command::new(root().join(".venv/bin/python"))
+            .arg(root().join("tests/interop/mllp_receiver.py"))
+            .args(["--port", &port.to_string(), "--out"])
+            .arg(out)
+            .arg("--control")
+            .arg(control)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the MLLP receiver (scripts/setup.sh test installs it)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("READY"), "{line}");
+        Ris { child }
+    }
+}
+
+impl Drop for Ris {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the receiver recorded, one JSON object per message received.
+fn received(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits until `ok` holds for what was received.
+fn wait_for(out: &Path, what: &str, ok: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = received(out);
+        if ok(&r) {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "{what}: {r:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The control IDs acknowledged AA, in the order received.
+fn accepted(r: &[serde_json::Value]) -> Vec<String> {
+    r.iter()
+        .filter(|m| m["ack_code"] == "AA")
+        .map(|m| m["control_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A synthetic film whose patient is Vietnamese, in ISO_IR 192 (UTF-8).
+fn vietnamese_film(dir: &Path, index: u64, name: &str) -> (Vec<u8>, String) {
+    let (bytes, case) = film(index, true);
+    let path = dir.join(format!("vi-{index}.dcm"));
+    std::fs::write(&path, bytes).unwrap();
+    let o = dcmtk(
+        "dcmodify",
+        &[
+            "-nb",
+            "-m",
+            "(0008,0005)=ISO_IR 192",
+            "-m",
+            &format!("(0010,0010)={name}"),
+            path.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    (std::fs::read(&path).unwrap(), case.meta.study.study_uid.clone())
+}
+
+async fn analyze(addr: std::net::SocketAddr, dicom: Vec<u8>) -> pb::AnalyzeResponse {
+    TriageClient::new(plain_channel(addr).await)
+        .analyze(pb::AnalyzeRequest {
+            dicom,
+            options: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn results_reach_the_ris_once_in_order_through_outages_and_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (ris_port, metrics_port) = (free_port(), free_port());
+    let out = dir.path().join("received.jsonl");
+    let control = dir.path().join("mode");
+    let cfg = dir.path().join("cxr.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[hl7]\ndestination = \"127.0.0.1:{ris_port}\"\nreceiving_application = \"RIS\"\n\
+             receiving_facility = \"BV-BAC-NINH\"\ncountry = \"VNM\"\ntimeout_s = 5\n\
+             retry_initial_s = 1\nretry_max_s = 2\n"
+        ),
+    )
+    .unwrap();
+    let args = ["--config", cfg.to_str().unwrap()];
+    let env = [("CXR_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))];
+
+    // The RIS answers the first message with an application error, then
+    // accepts: the result arrives again, with the same control ID.
+    std::fs::write(&control, "AE,AA\n").unwrap();
+    let ris = Ris::start(ris_port, &out, &control);
+    let server = Server::start(data.path(), &args, &env);
+    wait_serving(plain_channel(server.addr).await).await;
+    let (film1, study1) = vietnamese_film(dir.path(), 1, "NGUYỄN^THỊ HOA");
+    let answer = analyze(server.addr, film1).await;
+    assert!(!answer.findings.is_empty());
+    let r = wait_for(&out, "the first result accepted", |r| accepted(r).len() == 1);
+    assert_eq!(r.len(), 2, "AE, then AA: {r:#?}");
+    assert_eq!(r[0]["ack_code"], "AE");
+    assert_eq!(r[0]["control_id"], r[1]["control_id"]);
+    let m = &r[1];
+    assert_eq!(m["valid"], true, "hl7apy v2.5.1 strict: {m:#?}");
+    assert_eq!(m["message_type"], "ORU^R01^ORU_R01");
+    assert_eq!(m["version"], "2.5.1");
+    assert_eq!(m["charset"], "UNICODE UTF-8");
+    let raw = m["raw"].as_str().unwrap();
+    assert!(raw.contains("NGUYỄN^THỊ HOA"), "{raw}");
+    assert!(raw.contains(&format!("CXR-STUDY-UID^Study Instance UID^L||{study1}|")), "{raw}");
+    assert!(raw.contains("CXR-FINDING^AI finding^L|1|tuberculosis^"), "{raw}");
+    assert!(raw.contains("AI result — not for primary diagnosis"), "{raw}");
+    // Nothing that names the patient is in the service's log.
+    assert!(!server.log().contains("NGUYỄN"), "{}", server.log());
+    let metrics = scrape(metrics_port);
+    assert_eq!(
+        metric(&metrics, "cxr_hl7_messages_total", &["outcome=\"sent\""]),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    // The RIS is down; two results are queued; serve is killed (SIGKILL)
+    // and started again; then the RIS comes back.
+    drop(ris);
+    let (film2, study2) = vietnamese_film(dir.path(), 2, "TRẦN^VĂN BÌNH");
+    let (film3, study3) = vietnamese_film(dir.path(), 3, "LÊ^THỊ LAN");
+    analyze(server.addr, film2).await;
+    analyze(server.addr, film3).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill_9();
+    std::fs::write(&control, "AA\n").unwrap();
+    let server = Server::start(data.path(), &args, &env);
+    let _ris = Ris::start(ris_port, &out, &control);
+    let r = wait_for(&out, "both queued results accepted", |r| accepted(r).len() == 3);
+    let ids = accepted(&r);
+    let unique: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), 3, "each result once: {ids:?}");
+    let order: Vec<String> = r
+        .iter()
+        .filter(|m| m["ack_code"] == "AA")
+        .map(|m| {
+            let raw = m["raw"].as_str().unwrap();
+            if raw.contains(&study2) {
+                "2"
+            } else if raw.contains(&study3) {
+                "3"
+            } else {
+                "1"
+            }
+            .to_string()
+        })
+        .collect();
+    assert_eq!(order, ["1", "2", "3"], "in the order they were made");
+    assert!(r.iter().all(|m| m["valid"] == true), "{r:#?}");
+
+    // A rejection (AR) is not retried; the message is kept as failed.
+    std::fs::write(&control, "AR\n").unwrap();
+    wait_serving(plain_channel(server.addr).await).await;
+    analyze(server.addr, film(4, false).0).await;
+    let r = wait_for(&out, "the rejected result", |r| {
+        r.iter().any(|m| m["ack_code"] == "AR")
+    });
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        received(&out).len(),
+        r.len(),
+        "a rejected message is not sent again"
+    );
+    let metrics = scrape(metrics_port);
+    assert_eq!(
+        metric(&metrics, "cxr_hl7_outbox", &["state=\"failed\""]),
+        Some(1.0),
+        "{metrics}"
+    );
+    server.terminate();
+}
