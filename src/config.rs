@@ -53,6 +53,9 @@ pub struct ServiceConfig {
     /// Results to the RIS as HL7 v2.5.1 ORU^R01 over MLLP (`[hl7]`; off
     /// unless `destination` is set).
     pub hl7: cxr_ris::Hl7Config,
+    /// Results to a FHIR R4 server (`[fhir]`; off unless `base_url` is
+    /// set).
+    pub fhir: cxr_ris::FhirConfig,
 }
 
 /// `[worklist]`: where results, the change log and the audit trail are
@@ -223,6 +226,7 @@ impl Default for ServiceConfig {
             worklist: WorklistConfig::default(),
             web: cxr_web::WebConfig::default(),
             hl7: cxr_ris::Hl7Config::default(),
+            fhir: cxr_ris::FhirConfig::default(),
         }
     }
 }

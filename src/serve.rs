@@ -47,17 +47,22 @@ pub async fn run(
         Arc::clone(&store),
         config.limits.max_concurrent_analyses,
     ));
-    // Results to the RIS (HL7 v2 over MLLP): queued with each commit, from
-    // the first analysis on (the PACS spool resumes below).
-    let (_hl7_stop, hl7_stopping) = tokio::sync::watch::channel(false);
-    if let Some(hl7) = cxr_ris::Hl7::start(&config.hl7, &config.data_dir, hl7_stopping)
-        .context("the HL7 outbox ([hl7])")?
-    {
-        tracing::info!(
-            destination = config.hl7.destination.as_deref().unwrap_or_default(),
-            "HL7 results to the RIS"
-        );
-        pipeline.add_sink(hl7.sink);
+    // Results to the RIS and EHR (HL7 v2 over MLLP, FHIR R4): queued with
+    // each commit, from the first analysis on (the PACS spool resumes
+    // below).
+    let (_results_out_stop, results_out_stopping) = tokio::sync::watch::channel(false);
+    let results_out = cxr_ris::ResultsOut::start(
+        &config.hl7,
+        &config.fhir,
+        &config.data_dir,
+        results_out_stopping,
+    )
+    .context("results to the RIS/EHR ([hl7], [fhir])")?;
+    for (interface, _) in &results_out.outboxes {
+        tracing::info!(interface, "results to the hospital's systems");
+    }
+    for sink in results_out.sinks {
+        pipeline.add_sink(sink);
     }
     // A worklist other replicas also write (PostgreSQL): their commits wake
     // this replica's watchers too. The pipeline is held weakly so that the

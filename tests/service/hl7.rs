@@ -15,7 +15,9 @@ use cxr_api::pb;
 use cxr_api::pb::triage_client::TriageClient;
 
 use crate::pacs_support::{dcmtk, text};
-use crate::service_process::{film, free_port, metric, plain_channel, scrape, wait_serving, Server};
+use crate::service_process::{
+    film, free_port, metric, plain_channel, scrape, wait_serving, Server,
+};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -64,7 +66,11 @@ fn received(out: &Path) -> Vec<serde_json::Value> {
 }
 
 /// Waits until `ok` holds for what was received.
-fn wait_for(out: &Path, what: &str, ok: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+fn wait_for(
+    out: &Path,
+    what: &str,
+    ok: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let r = received(out);
@@ -101,7 +107,10 @@ fn vietnamese_film(dir: &Path, index: u64, name: &str) -> (Vec<u8>, String) {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    (std::fs::read(&path).unwrap(), case.meta.study.study_uid.clone())
+    (
+        std::fs::read(&path).unwrap(),
+        case.meta.study.study_uid.clone(),
+    )
 }
 
 async fn analyze(addr: std::net::SocketAddr, dicom: Vec<u8>) -> pb::AnalyzeResponse {
@@ -144,7 +153,9 @@ async fn results_reach_the_ris_once_in_order_through_outages_and_kill_9() {
     let (film1, study1) = vietnamese_film(dir.path(), 1, "NGUYỄN^THỊ HOA");
     let answer = analyze(server.addr, film1).await;
     assert!(!answer.findings.is_empty());
-    let r = wait_for(&out, "the first result accepted", |r| accepted(r).len() == 1);
+    let r = wait_for(&out, "the first result accepted", |r| {
+        accepted(r).len() == 1
+    });
     assert_eq!(r.len(), 2, "AE, then AA: {r:#?}");
     assert_eq!(r[0]["ack_code"], "AE");
     assert_eq!(r[0]["control_id"], r[1]["control_id"]);
@@ -155,14 +166,27 @@ async fn results_reach_the_ris_once_in_order_through_outages_and_kill_9() {
     assert_eq!(m["charset"], "UNICODE UTF-8");
     let raw = m["raw"].as_str().unwrap();
     assert!(raw.contains("NGUYỄN^THỊ HOA"), "{raw}");
-    assert!(raw.contains(&format!("CXR-STUDY-UID^Study Instance UID^L||{study1}|")), "{raw}");
-    assert!(raw.contains("CXR-FINDING^AI finding^L|1|tuberculosis^"), "{raw}");
-    assert!(raw.contains("AI result — not for primary diagnosis"), "{raw}");
+    assert!(
+        raw.contains(&format!("CXR-STUDY-UID^Study Instance UID^L||{study1}|")),
+        "{raw}"
+    );
+    assert!(
+        raw.contains("CXR-FINDING^AI finding^L|1|tuberculosis^"),
+        "{raw}"
+    );
+    assert!(
+        raw.contains("AI result — not for primary diagnosis"),
+        "{raw}"
+    );
     // Nothing that names the patient is in the service's log.
     assert!(!server.log().contains("NGUYỄN"), "{}", server.log());
     let metrics = scrape(metrics_port);
     assert_eq!(
-        metric(&metrics, "cxr_hl7_messages_total", &["outcome=\"sent\""]),
+        metric(
+            &metrics,
+            "cxr_results_out_total",
+            &["interface=\"hl7\"", "outcome=\"sent\""]
+        ),
         Some(1.0),
         "{metrics}"
     );
@@ -179,7 +203,9 @@ async fn results_reach_the_ris_once_in_order_through_outages_and_kill_9() {
     std::fs::write(&control, "AA\n").unwrap();
     let server = Server::start(data.path(), &args, &env);
     let _ris = Ris::start(ris_port, &out, &control);
-    let r = wait_for(&out, "both queued results accepted", |r| accepted(r).len() == 3);
+    let r = wait_for(&out, "both queued results accepted", |r| {
+        accepted(r).len() == 3
+    });
     let ids = accepted(&r);
     let unique: std::collections::BTreeSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), 3, "each result once: {ids:?}");
@@ -216,7 +242,132 @@ async fn results_reach_the_ris_once_in_order_through_outages_and_kill_9() {
     );
     let metrics = scrape(metrics_port);
     assert_eq!(
-        metric(&metrics, "cxr_hl7_outbox", &["state=\"failed\""]),
+        metric(
+            &metrics,
+            "cxr_results_out_outbox",
+            &["interface=\"hl7\"", "state=\"failed\""]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    server.terminate();
+}
+
+/// The FHIR receiver on `port` with `token`, failing as the control file
+/// says.
+struct FhirServer {
+    child: Child,
+}
+
+impl FhirServer {
+    fn start(port: u16, out: &Path, control: &Path, token: &str) -> FhirServer {
+        let mut child = Command::new(root().join(".venv/bin/python"))
+            .arg(root().join("tests/interop/fhir_receiver.py"))
+            .args(["--port", &port.to_string(), "--token", token, "--out"])
+            .arg(out)
+            .arg("--control")
+            .arg(control)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the FHIR receiver (scripts/setup.sh test installs it)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("READY"), "{line}");
+        FhirServer { child }
+    }
+}
+
+impl Drop for FhirServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn results_reach_the_fhir_server_as_a_valid_r4_bundle_with_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (port, metrics_port) = (free_port(), free_port());
+    let out = dir.path().join("fhir.jsonl");
+    let control = dir.path().join("mode");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let cfg = dir.path().join("cxr.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[fhir]\nbase_url = \"http://127.0.0.1:{port}/fhir\"\ntoken_file = \"{}\"\n\
+             patient_id_system = \"urn:oid:1.2.840.99999.1\"\ntimeout_s = 5\n\
+             retry_initial_s = 1\nretry_max_s = 2\n",
+            token_file.display()
+        ),
+    )
+    .unwrap();
+    // The server is overloaded twice (503), then takes the bundle.
+    std::fs::write(&control, "503,500,OK\n").unwrap();
+    let _fhir = FhirServer::start(port, &out, &control, "s3cret-token");
+    let server = Server::start(
+        data.path(),
+        &["--config", cfg.to_str().unwrap()],
+        &[("CXR_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))],
+    );
+    wait_serving(plain_channel(server.addr).await).await;
+    let (film1, study1) = vietnamese_film(dir.path(), 11, "NGUYỄN^THỊ HOA");
+    analyze(server.addr, film1).await;
+    let r = wait_for(&out, "the bundle accepted", |r| {
+        r.iter().any(|m| m["status"] == 200)
+    });
+    let statuses: Vec<_> = r.iter().map(|m| m["status"].clone()).collect();
+    assert_eq!(statuses, [503, 500, 200], "{r:#?}");
+    let ok = r.last().unwrap();
+    assert_eq!(ok["valid"], true, "fhir.resources R4: {ok:#?}");
+    assert_eq!(ok["method"], "POST");
+    assert_eq!(ok["resource_type"], "Bundle");
+    assert!(
+        ok["patient_names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "NGUYỄN THỊ HOA"),
+        "{ok:#?}"
+    );
+    let body = ok["body"].to_string();
+    assert!(body.contains(&format!("urn:oid:{study1}")), "{body}");
+    assert!(body.contains("DiagnosticReport") && body.contains("preliminary"));
+    assert!(!server.log().contains("NGUYỄN"), "{}", server.log());
+
+    // A bundle the server refuses (400) is kept as failed, not resent.
+    std::fs::write(&control, "400\n").unwrap();
+    analyze(server.addr, film(12, false).0).await;
+    let r = wait_for(&out, "the refused bundle", |r| {
+        r.iter().any(|m| m["status"] == 400)
+    });
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        received(&out).len(),
+        r.len(),
+        "a refused bundle is not resent"
+    );
+    let metrics = scrape(metrics_port);
+    assert_eq!(
+        metric(
+            &metrics,
+            "cxr_results_out_outbox",
+            &["interface=\"fhir\"", "state=\"failed\""]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "cxr_results_out_outbox",
+            &["interface=\"fhir\"", "state=\"sent\""]
+        ),
         Some(1.0),
         "{metrics}"
     );

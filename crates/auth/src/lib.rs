@@ -28,6 +28,8 @@
 //! assert!(who.may(Role::Reader) && who.may(Role::Uploader));
 //! ```
 
+pub mod outbound;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 

@@ -406,7 +406,9 @@ mod tests {
         let m = oru_r01(&result(), &parties);
         let seg: Vec<&str> = m.split('\r').filter(|s| !s.is_empty()).collect();
         assert!(seg[0].starts_with("MSH|^~\\&|CXR-TRIAGE|RADIOLOGY|RIS|HOSPITAL|20261205"));
-        assert!(seg[0].ends_with("|ORU^R01^ORU_R01|CXR00000000000000042|P|2.5.1|||||VNM|UNICODE UTF-8"));
+        assert!(
+            seg[0].ends_with("|ORU^R01^ORU_R01|CXR00000000000000042|P|2.5.1|||||VNM|UNICODE UTF-8")
+        );
         assert_eq!(seg[1], "PID|1||PID-7^^^BV-BN^MR||NGUYỄN^THỊ HOA||||F");
         assert_eq!(seg[3], "ORC|RE|ACC\\F\\1|ACC\\F\\1");
         assert!(seg[4].starts_with("OBR|1|ACC\\F\\1|ACC\\F\\1|CXR-AI^"));
@@ -431,7 +433,10 @@ mod tests {
 
     #[test]
     fn delimiters_in_values_are_escaped_and_names_mapped() {
-        assert_eq!(escape("a|b^c&d~e\\f\rg"), "a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f g");
+        assert_eq!(
+            escape("a|b^c&d~e\\f\rg"),
+            "a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f g"
+        );
         assert_eq!(xpn("Doe^John^Q^Dr^Jr"), "Doe^John^Q^Jr^Dr");
         assert_eq!(xpn("Doe^John"), "Doe^John");
         assert_eq!(xpn(""), "");
@@ -447,8 +452,14 @@ mod tests {
         assert_eq!(ack.control_id, "CXR1");
         assert!(ack.text.contains("busy") && ack.text.contains("207"));
         assert_eq!(ack.verdict(), AckVerdict::Error);
-        assert_eq!(Ack::parse("MSA|AA|X\r").unwrap().verdict(), AckVerdict::Accepted);
-        assert_eq!(Ack::parse("MSA|AR|X\r").unwrap().verdict(), AckVerdict::Rejected);
+        assert_eq!(
+            Ack::parse("MSA|AA|X\r").unwrap().verdict(),
+            AckVerdict::Accepted
+        );
+        assert_eq!(
+            Ack::parse("MSA|AR|X\r").unwrap().verdict(),
+            AckVerdict::Rejected
+        );
         assert!(Ack::parse("MSH|^~\\&\r").is_none());
         assert_eq!(frame("A\r"), vec![0x0b, b'A', b'\r', 0x1c, b'\r']);
     }

@@ -1,17 +1,19 @@
-//! The durable HL7 outbox: messages waiting for the RIS.
+//! A durable outbox: messages waiting for the RIS (`hl7.sqlite`) or the
+//! FHIR server (`fhir.sqlite`).
 //!
-//! One row per message in `hl7.sqlite` (WAL, `synchronous=FULL`), keyed by
-//! its control ID, which is unique per result version: queueing the same
-//! version twice does nothing. A row moves `ready` → `sent` when the RIS
-//! accepts it (AA), or stays `ready` with a later `next_attempt_ms` after
-//! a transport failure or an application error (AE), or goes to `failed`
-//! when the RIS rejects it (AR) or it was not delivered within the give-up
-//! time; failed rows stay, with their last error, for `cxr-triage hl7`
-//! and the metrics. Messages go out strictly in the order they were
+//! One row per message (WAL, `synchronous=FULL`), keyed by a key unique
+//! per result version (the HL7 control ID, MSH-10): queueing the same
+//! version twice does nothing. A row moves `ready` → `sent` when the peer
+//! accepts it (AA; FHIR 2xx), or stays `ready` with a later
+//! `next_attempt_ms` after a transport failure or an error worth retrying
+//! (AE; FHIR 5xx, 429, timeouts), or goes to `failed` when the peer
+//! rejects it (AR; FHIR 4xx) or it was not delivered within the give-up
+//! time; failed rows stay, with their last error, for the metrics and
+//! `cxr-triage outbox`. Messages go out strictly in the order they were
 //! queued, so each study's versions arrive in order. A message is marked
-//! sent right after its positive acknowledgement: a crash in between sends
-//! it once more, with the same control ID (MSH-10), which receivers use
-//! to drop duplicates.
+//! sent right after the peer accepts it: a crash in between sends it once
+//! more, with the same key (MSH-10; the same resource ids in FHIR), which
+//! receivers use to drop duplicates.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -22,7 +24,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
     /// The outbox database failed.
-    #[error("HL7 outbox database: {0}")]
+    #[error("outbox database: {0}")]
     Database(#[from] rusqlite::Error),
 }
 
@@ -31,8 +33,8 @@ pub enum OutboxError {
 pub struct Due {
     /// Row id (queue order).
     pub id: i64,
-    /// MSH-10.
-    pub control_id: String,
+    /// Unique per result version (MSH-10).
+    pub key: String,
     /// The message.
     pub message: String,
     /// Failed attempts so far.
@@ -57,8 +59,8 @@ pub struct Tally {
 /// A listed row (no message body: it holds patient data).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Row {
-    /// MSH-10.
-    pub control_id: String,
+    /// Unique per result version (MSH-10).
+    pub key: String,
     /// The study.
     pub study_instance_uid: String,
     /// `ready`, `sent`, `failed`.
@@ -82,9 +84,9 @@ impl Outbox {
         db.pragma_update(None, "synchronous", "FULL")?;
         db.busy_timeout(std::time::Duration::from_secs(10))?;
         db.execute_batch(
-            "CREATE TABLE IF NOT EXISTS hl7_outbox (
+            "CREATE TABLE IF NOT EXISTS outbox (
                 id INTEGER PRIMARY KEY AUTOINCREMENT,
-                control_id TEXT NOT NULL UNIQUE,
+                key TEXT NOT NULL UNIQUE,
                 study_uid TEXT NOT NULL,
                 message TEXT NOT NULL,
                 state TEXT NOT NULL,
@@ -94,7 +96,7 @@ impl Outbox {
                 created_ms INTEGER NOT NULL,
                 sent_ms INTEGER
             );
-            CREATE INDEX IF NOT EXISTS hl7_outbox_state ON hl7_outbox (state, id);",
+            CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, id);",
         )?;
         Ok(Outbox { db: Mutex::new(db) })
     }
@@ -107,15 +109,15 @@ impl Outbox {
     /// with this control ID was queued before.
     pub fn add(
         &self,
-        control_id: &str,
+        key: &str,
         study_uid: &str,
         message: &str,
         now_ms: i64,
     ) -> Result<bool, OutboxError> {
         let n = self.db().execute(
-            "INSERT OR IGNORE INTO hl7_outbox (control_id, study_uid, message, state, created_ms)
+            "INSERT OR IGNORE INTO outbox (key, study_uid, message, state, created_ms)
              VALUES (?1, ?2, ?3, 'ready', ?4)",
-            params![control_id, study_uid, message, now_ms],
+            params![key, study_uid, message, now_ms],
         )?;
         Ok(n == 1)
     }
@@ -125,13 +127,13 @@ impl Outbox {
         Ok(self
             .db()
             .query_row(
-                "SELECT id, control_id, message, attempts, created_ms, next_attempt_ms
-                 FROM hl7_outbox WHERE state = 'ready' ORDER BY id LIMIT 1",
+                "SELECT id, key, message, attempts, created_ms, next_attempt_ms
+                 FROM outbox WHERE state = 'ready' ORDER BY id LIMIT 1",
                 [],
                 |r| {
                     Ok(Due {
                         id: r.get(0)?,
-                        control_id: r.get(1)?,
+                        key: r.get(1)?,
                         message: r.get(2)?,
                         attempts: r.get(3)?,
                         created_ms: r.get(4)?,
@@ -145,7 +147,7 @@ impl Outbox {
     /// Accepted by the RIS.
     pub fn sent(&self, id: i64, now_ms: i64) -> Result<(), OutboxError> {
         self.db().execute(
-            "UPDATE hl7_outbox SET state = 'sent', sent_ms = ?2, last_error = NULL WHERE id = ?1",
+            "UPDATE outbox SET state = 'sent', sent_ms = ?2, last_error = NULL WHERE id = ?1",
             params![id, now_ms],
         )?;
         Ok(())
@@ -154,7 +156,7 @@ impl Outbox {
     /// Failed this time; tried again at `next_attempt_ms`.
     pub fn retry(&self, id: i64, error: &str, next_attempt_ms: i64) -> Result<(), OutboxError> {
         self.db().execute(
-            "UPDATE hl7_outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3
              WHERE id = ?1",
             params![id, next_attempt_ms, error],
         )?;
@@ -164,7 +166,7 @@ impl Outbox {
     /// Rejected, or given up: kept, not tried again.
     pub fn fail(&self, id: i64, error: &str) -> Result<(), OutboxError> {
         self.db().execute(
-            "UPDATE hl7_outbox SET state = 'failed', attempts = attempts + 1, last_error = ?2
+            "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?2
              WHERE id = ?1",
             params![id, error],
         )?;
@@ -174,7 +176,7 @@ impl Outbox {
     /// Counts by state.
     pub fn tally(&self) -> Result<Tally, OutboxError> {
         let db = self.db();
-        let mut stmt = db.prepare("SELECT state, COUNT(*) FROM hl7_outbox GROUP BY state")?;
+        let mut stmt = db.prepare("SELECT state, COUNT(*) FROM outbox GROUP BY state")?;
         let mut t = Tally::default();
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
         for row in rows {
@@ -192,12 +194,12 @@ impl Outbox {
     pub fn list(&self, limit: u32) -> Result<Vec<Row>, OutboxError> {
         let db = self.db();
         let mut stmt = db.prepare(
-            "SELECT control_id, study_uid, state, attempts, last_error FROM hl7_outbox
+            "SELECT key, study_uid, state, attempts, last_error FROM outbox
              ORDER BY id DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map([limit], |r| {
             Ok(Row {
-                control_id: r.get(0)?,
+                key: r.get(0)?,
                 study_instance_uid: r.get(1)?,
                 state: r.get(2)?,
                 attempts: r.get(3)?,
@@ -210,7 +212,7 @@ impl Outbox {
     /// Deletes sent messages sent before `cutoff_ms` (retention); how many.
     pub fn purge_sent(&self, cutoff_ms: i64) -> Result<usize, OutboxError> {
         Ok(self.db().execute(
-            "DELETE FROM hl7_outbox WHERE state = 'sent' AND sent_ms < ?1",
+            "DELETE FROM outbox WHERE state = 'sent' AND sent_ms < ?1",
             [cutoff_ms],
         )?)
     }
@@ -230,16 +232,16 @@ mod tests {
             assert!(o.add("C2", "1.2", "m2", 11).unwrap());
             assert!(!o.add("C1", "1.2", "m1 again", 12).unwrap());
             let first = o.next().unwrap().unwrap();
-            assert_eq!((first.control_id.as_str(), first.message.as_str()), ("C1", "m1"));
+            assert_eq!((first.key.as_str(), first.message.as_str()), ("C1", "m1"));
             o.retry(first.id, "connection refused", 5000).unwrap();
             let again = o.next().unwrap().unwrap();
-            assert_eq!((again.control_id.as_str(), again.attempts), ("C1", 1));
+            assert_eq!((again.key.as_str(), again.attempts), ("C1", 1));
             assert_eq!(again.next_attempt_ms, 5000);
             o.sent(again.id, 20).unwrap();
         }
         let o = Outbox::open(&path).unwrap();
         let second = o.next().unwrap().unwrap();
-        assert_eq!(second.control_id, "C2");
+        assert_eq!(second.key, "C2");
         o.fail(second.id, "AR: unsupported").unwrap();
         assert!(o.next().unwrap().is_none());
         assert_eq!(

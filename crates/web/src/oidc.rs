@@ -12,12 +12,12 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{header, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use cxr_auth::outbound::{self, HttpClient, OutboundError};
+use http::Uri;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -95,7 +95,7 @@ struct Pending {
 pub struct Oidc {
     config: OidcConfig,
     secret: Option<String>,
-    tls: Option<tokio_rustls::TlsConnector>,
+    client: HttpClient,
     pending: Mutex<HashMap<String, Pending>>,
 }
 
@@ -169,15 +169,15 @@ impl Oidc {
             ),
             None => None,
         };
-        let tls = if config.token_endpoint.starts_with("https:") {
-            Some(connector(config.ca_file.as_ref())?)
-        } else {
-            None
-        };
+        let client = HttpClient::new(
+            config.token_endpoint.starts_with("https:"),
+            config.ca_file.as_deref(),
+        )
+        .map_err(|e| OidcError::Config(e.to_string()))?;
         Ok(Oidc {
             config,
             secret,
-            tls,
+            client,
             pending: Mutex::default(),
         })
     }
@@ -280,7 +280,7 @@ impl Oidc {
             Some(secret) => {
                 basic = Some(format!(
                     "Basic {}",
-                    base64_std(
+                    outbound::base64(
                         format!(
                             "{}:{}",
                             form_encode(&self.config.client_id),
@@ -295,17 +295,24 @@ impl Oidc {
                 form_encode(&self.config.client_id)
             )),
         }
-        let (status, body) = tokio::time::timeout(
+        let answer = tokio::time::timeout(
             TOKEN_TIMEOUT,
-            post_form(
+            self.client.post(
                 &self.config.token_endpoint,
-                form,
+                "application/x-www-form-urlencoded",
+                "application/json",
                 basic.as_deref(),
-                self.tls.as_ref(),
+                Bytes::from(form),
+                MAX_TOKEN_RESPONSE,
             ),
         )
         .await
-        .map_err(|_| OidcError::Token("no answer in time".into()))??;
+        .map_err(|_| OidcError::Token("no answer in time".into()))?
+        .map_err(|e| match e {
+            OutboundError::Config(e) => OidcError::Config(e),
+            OutboundError::Transport(e) => OidcError::Token(e),
+        })?;
+        let (status, body) = (answer.status, answer.body);
         let json: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|_| OidcError::Token(format!("HTTP {status}, not JSON")))?;
         if !status.is_success() {
@@ -323,110 +330,6 @@ impl Oidc {
 }
 
 /// Standard base64 with padding (HTTP Basic).
-fn base64_std(bytes: &[u8]) -> String {
-    let mut s = base64url(bytes).replace('-', "+").replace('_', "/");
-    while !s.len().is_multiple_of(4) {
-        s.push('=');
-    }
-    s
-}
-
-fn connector(ca_file: Option<&PathBuf>) -> Result<tokio_rustls::TlsConnector, OidcError> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::CertificateDer;
-    use tokio_rustls::rustls;
-    let path = ca_file
-        .cloned()
-        .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(&path)
-        .map_err(|e| OidcError::Config(format!("CA file {}: {e}", path.display())))?;
-    for cert in certs.flatten() {
-        let _ = roots.add(cert);
-    }
-    if roots.is_empty() {
-        return Err(OidcError::Config(format!(
-            "CA file {}: no certificate",
-            path.display()
-        )));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| OidcError::Config(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
-
-/// One HTTP/1.1 POST of a form; the status and (bounded) body.
-async fn post_form(
-    url: &str,
-    form: String,
-    authorization: Option<&str>,
-    tls: Option<&tokio_rustls::TlsConnector>,
-) -> Result<(StatusCode, Bytes), OidcError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| OidcError::Config(format!("`{url}` is not a URL")))?;
-    let host = uri.host().unwrap_or_default().to_string();
-    let https = uri.scheme_str() == Some("https");
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
-        .await
-        .map_err(|e| OidcError::Token(format!("connecting to {host}:{port}: {e}")))?;
-    let mut request = Request::post(uri.path_and_query().map_or("/", |p| p.as_str()))
-        .header(header::HOST, uri.authority().map_or("", |a| a.as_str()))
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(header::ACCEPT, "application/json");
-    if let Some(a) = authorization {
-        request = request.header(header::AUTHORIZATION, a);
-    }
-    let request = request
-        .body(Full::new(Bytes::from(form)))
-        .map_err(|e| OidcError::Token(e.to_string()))?;
-    match (https, tls) {
-        (false, _) => send(tcp, request).await,
-        (true, Some(tls)) => {
-            let name = rustls_pki_types::ServerName::try_from(host.trim_matches(['[', ']']))
-                .map_err(|_| OidcError::Config(format!("`{host}` is not a host name")))?
-                .to_owned();
-            let stream = tls
-                .connect(name, tcp)
-                .await
-                .map_err(|e| OidcError::Token(format!("TLS with {host}: {e}")))?;
-            send(stream, request).await
-        }
-        (true, None) => Err(OidcError::Config(
-            "https without a TLS configuration".into(),
-        )),
-    }
-}
-
-async fn send<S>(stream: S, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), OidcError>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| OidcError::Token(e.to_string()))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| OidcError::Token(e.to_string()))?;
-    let status = response.status();
-    let body = Limited::new(response.into_body(), MAX_TOKEN_RESPONSE)
-        .collect()
-        .await
-        .map_err(|_| OidcError::Token("the answer is too large or broken".into()))?
-        .to_bytes();
-    Ok((status, body))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
