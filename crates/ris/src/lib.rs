@@ -14,7 +14,8 @@
 //! marks a message sent once the peer accepts it (AA; 2xx), retries
 //! transport failures and errors worth retrying (AE; 5xx, 429, timeouts)
 //! with backoff, and keeps rejected (AR; other 4xx) or given-up messages,
-//! visible in the metrics and in `cxr-triage outbox`. Logs carry keys and
+//! visible in the metrics (`cxr_results_out_outbox`) and in the
+//! outbox file (`hl7.sqlite`, `fhir.sqlite`, table `outbox`). Logs carry keys and
 //! study UIDs, never patient names or IDs.
 //!
 //! ```toml

@@ -9,7 +9,7 @@
 //! (AE; FHIR 5xx, 429, timeouts), or goes to `failed` when the peer
 //! rejects it (AR; FHIR 4xx) or it was not delivered within the give-up
 //! time; failed rows stay, with their last error, for the metrics and
-//! `cxr-triage outbox`. Messages go out strictly in the order they were
+//! an operator (table `outbox`). Messages go out strictly in the order they were
 //! queued, so each study's versions arrive in order. A message is marked
 //! sent right after the peer accepts it: a crash in between sends it once
 //! more, with the same key (MSH-10; the same resource ids in FHIR), which

@@ -345,7 +345,7 @@ mod tests {
         assert_eq!(base64url(b"f"), "Zg");
         assert_eq!(base64url(b"fo"), "Zm8");
         assert_eq!(base64url(b"foo"), "Zm9v");
-        assert_eq!(base64_std(b"ab?>"), "YWI/Pg==");
+        assert_eq!(outbound::base64(b"ab?>"), "YWI/Pg==");
     }
 
     #[test]
