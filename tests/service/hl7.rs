@@ -23,33 +23,46 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The MLLP receiver on `port`, acknowledging as the control file says.
-struct Ris {
+/// A test peer from `tests/interop/` (the MLLP or the FHIR receiver) on
+/// `port`, answering as its control file says; killed when dropped.
+struct Peer {
     child: Child,
 }
 
-impl Ris {
-    fn start(port: u16, out: &Path, control: &Path) -> Ris {
+impl Peer {
+    fn start(script: &str, port: u16, out: &Path, control: &Path, extra: &[&str]) -> Peer {
         let mut child = Command::new(root().join(".venv/bin/python"))
-            .arg(root().join("tests/interop/mllp_receiver.py"))
-            .args(["--port", &port.to_string(), "--out"])
+            .arg(root().join("tests/interop").join(script))
+            .args(["--port", &port.to_string()])
+            .args(extra)
+            .arg("--out")
             .arg(out)
             .arg("--control")
             .arg(control)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("the MLLP receiver (scripts/setup.sh test installs it)");
+            .expect("the interop peers (scripts/setup.sh test installs them)");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        assert!(line.starts_with("READY"), "{line}");
-        Ris { child }
+        assert!(line.starts_with("READY"), "{script}: {line}");
+        Peer { child }
+    }
+
+    /// The MLLP receiver (python-hl7 + hl7apy).
+    fn ris(port: u16, out: &Path, control: &Path) -> Peer {
+        Peer::start("mllp_receiver.py", port, out, control, &[])
+    }
+
+    /// The FHIR receiver (fhir.resources), requiring `token`.
+    fn fhir(port: u16, out: &Path, control: &Path, token: &str) -> Peer {
+        Peer::start("fhir_receiver.py", port, out, control, &["--token", token])
     }
 }
 
-impl Drop for Ris {
+impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -147,7 +160,7 @@ async fn results_reach_the_ris_once_in_order_through_outages_and_kill_9() {
     // The RIS answers the first message with an application error, then
     // accepts: the result arrives again, with the same control ID.
     std::fs::write(&control, "AE,AA\n").unwrap();
-    let ris = Ris::start(ris_port, &out, &control);
+    let ris = Peer::ris(ris_port, &out, &control);
     let server = Server::start(data.path(), &args, &env);
     wait_serving(plain_channel(server.addr).await).await;
     let (film1, study1) = vietnamese_film(dir.path(), 1, "NGUYỄN^THỊ HOA");
@@ -202,7 +215,7 @@ async fn results_reach_the_ris_once_in_order_through_outages_and_kill_9() {
     server.kill_9();
     std::fs::write(&control, "AA\n").unwrap();
     let server = Server::start(data.path(), &args, &env);
-    let _ris = Ris::start(ris_port, &out, &control);
+    let _ris = Peer::ris(ris_port, &out, &control);
     let r = wait_for(&out, "both queued results accepted", |r| {
         accepted(r).len() == 3
     });
@@ -253,40 +266,6 @@ async fn results_reach_the_ris_once_in_order_through_outages_and_kill_9() {
     server.terminate();
 }
 
-/// The FHIR receiver on `port` with `token`, failing as the control file
-/// says.
-struct FhirServer {
-    child: Child,
-}
-
-impl FhirServer {
-    fn start(port: u16, out: &Path, control: &Path, token: &str) -> FhirServer {
-        let mut child = Command::new(root().join(".venv/bin/python"))
-            .arg(root().join("tests/interop/fhir_receiver.py"))
-            .args(["--port", &port.to_string(), "--token", token, "--out"])
-            .arg(out)
-            .arg("--control")
-            .arg(control)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the FHIR receiver (scripts/setup.sh test installs it)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("READY"), "{line}");
-        FhirServer { child }
-    }
-}
-
-impl Drop for FhirServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn results_reach_the_fhir_server_as_a_valid_r4_bundle_with_retries() {
     let dir = tempfile::tempdir().unwrap();
@@ -309,7 +288,7 @@ async fn results_reach_the_fhir_server_as_a_valid_r4_bundle_with_retries() {
     .unwrap();
     // The server is overloaded twice (503), then takes the bundle.
     std::fs::write(&control, "503,500,OK\n").unwrap();
-    let _fhir = FhirServer::start(port, &out, &control, "s3cret-token");
+    let _fhir = Peer::fhir(port, &out, &control, "s3cret-token");
     let server = Server::start(
         data.path(),
         &["--config", cfg.to_str().unwrap()],
