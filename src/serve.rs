@@ -57,9 +57,13 @@ pub async fn run(
         &config.data_dir,
         results_out_stopping,
     )
+    .await
     .context("results to the RIS/EHR ([hl7], [fhir])")?;
     for (interface, _) in &results_out.outboxes {
         tracing::info!(interface, "results to the hospital's systems");
+    }
+    if let Some(address) = results_out.order_address {
+        tracing::info!(%address, "taking the RIS's orders (HL7 ORM^O01, OMI^O23 over MLLP)");
     }
     for sink in results_out.sinks {
         pipeline.add_sink(sink);
@@ -200,6 +204,7 @@ pub async fn run(
         let store = Arc::clone(pipeline.store());
         let pacs_state = config.dicom.state_dir(&config.data_dir);
         let shared_outbox = config.worklist_is_postgres().then(|| config.worklist_url());
+        let data_dir = config.data_dir.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(86_400));
             loop {
@@ -208,8 +213,21 @@ pub async fn run(
                 let retention = policy.clone();
                 let pacs_state = pacs_state.clone();
                 let shared_outbox = shared_outbox.clone();
+                let data_dir = data_dir.clone();
                 let purged = tokio::task::spawn_blocking(move || {
                     let cutoff = retention.cutoff_ms(cxr_worklist::now_ms());
+                    if let Some(c) = cutoff {
+                        match cxr_ris::purge(&data_dir, c) {
+                            Ok(p) => tracing::info!(
+                                messages_sent = p.sent_messages,
+                                orders = p.orders,
+                                "retention purge (RIS/EHR messages and orders)"
+                            ),
+                            Err(e) => {
+                                tracing::error!(error = %e, "retention purge of RIS/EHR messages failed")
+                            }
+                        }
+                    }
                     if let (Some(c), Some(url)) = (cutoff, &shared_outbox) {
                         match cxr_pacs::purge_shared_outbox(url, c) {
                             Ok(n) => tracing::info!(outbox_sent = n, "retention purge (shared outbox)"),

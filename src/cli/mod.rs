@@ -11,6 +11,7 @@ mod models;
 mod preprocess;
 mod purge;
 mod report;
+mod results;
 mod score;
 mod serve;
 mod web;
@@ -28,6 +29,7 @@ pub use models::ModelsArgs;
 pub use preprocess::PreprocessArgs;
 pub use purge::PurgeArgs;
 pub use report::ReportArgs;
+pub use results::ResultsArgs;
 pub use score::ScoreArgs;
 pub use serve::ServeArgs;
 
@@ -86,6 +88,9 @@ pub enum Command {
     /// Apply the retention policy now (`serve` does it daily): previews,
     /// heatmaps and the change log of read studies older than the retention.
     Purge(PurgeArgs),
+    /// The results for the RIS and the EHR (HL7, FHIR) waiting, sent or
+    /// failed; requeue failed ones.
+    Results(ResultsArgs),
     /// The web worklist's tools: `web hash-password` makes a local user's
     /// stored password.
     Web(web::WebArgs),
@@ -106,6 +111,7 @@ impl Command {
             Command::Bench(args) => cxr_campaign::bench::run(&args.options()),
             Command::Audit(args) => audit::run(&args),
             Command::Purge(args) => purge::run(&args),
+            Command::Results(args) => results::run(&args),
             Command::Health(args) => health::run(&args),
             Command::Web(args) => web::run(&args),
         }

@@ -47,9 +47,10 @@ pub fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
     if config.worklist_is_postgres() {
         d.sent_rows += cxr_pacs::purge_shared_outbox(&config.worklist_url(), cutoff)?;
     }
+    let ris = cxr_ris::purge(&config.data_dir, cutoff)?;
     println!(
         "purged (older than {} days): {} previews, {} heatmaps, {} events, {} images, {} studies, \
-         {} sent outbox rows, {} rejected DICOM files",
+         {} sent outbox rows, {} rejected DICOM files, {} sent HL7/FHIR messages, {} RIS orders",
         config.retention.days,
         p.previews,
         p.heatmaps,
@@ -57,7 +58,9 @@ pub fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
         p.images,
         p.studies,
         d.sent_rows,
-        d.rejected_files
+        d.rejected_files,
+        ris.sent_messages,
+        ris.orders
     );
     Ok(ExitCode::SUCCESS)
 }

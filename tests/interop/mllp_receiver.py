@@ -2,7 +2,8 @@
 """MLLP receiver (test peer) for HL7 v2.5.1 ORU^R01 results from cxr-triage.
 
     .venv/bin/python tests/interop/mllp_receiver.py --port 0 --out /tmp/hl7.jsonl \
-        [--control /tmp/hl7.mode] [--ack-mode AA] [--host 127.0.0.1]
+        [--control /tmp/hl7.mode] [--ack-mode AA] [--host 127.0.0.1] \
+        [--tls-cert server.pem --tls-key server.key [--tls-client-ca ca.pem]]
     .venv/bin/python tests/interop/mllp_receiver.py --self-test
 
 Built on python-hl7's asyncio MLLP server (hl7.mllp.start_hl7_server); every
@@ -14,6 +15,9 @@ the ACK is written (so a test may read it as soon as it has the ACK):
   seq conn peer ts control_id message_type version charset patient_name raw
   valid errors warnings mode ack_code ack
 Connections are persistent: any number of messages per connection.
+With --tls-cert/--tls-key it speaks MLLP over TLS (Python's ssl module);
+with --tls-client-ca it also requires a client certificate signed by that CA
+and records its subject's commonName as `tls_client`.
 
 Acknowledgement mode (original mode; MSH-15/16 are not interpreted). The
 first line of --control (re-read for every message; missing/empty file means
@@ -38,6 +42,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -291,6 +296,9 @@ class Receiver:
         conn = self.conns
         peer = writer.get_extra_info("peername")
         peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        cert = writer.get_extra_info("peercert") or {}
+        tls_client = next((v for rdn in cert.get("subject", ()) for k, v in rdn
+                           if k == "commonName"), None)
         try:
             while True:
                 try:
@@ -347,7 +355,7 @@ class Receiver:
                 else:
                     code = "AA"
                     ack = build_ack(f, code, ctrl)
-                rec = {"seq": self.seq, "conn": conn, "peer": peer, **rec,
+                rec = {"seq": self.seq, "conn": conn, "peer": peer, "tls_client": tls_client, **rec,
                        "mode": mode, "ack_code": code, "ack": ack}
                 self.record(rec)
                 if delay:
@@ -368,7 +376,14 @@ class Receiver:
 
 async def serve(args) -> None:
     recv = Receiver(args.out, Modes(args.control, args.ack_mode))
-    server = await start_hl7_server(recv.handle, args.host, args.port, limit=args.limit)
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_client_ca:
+            tls.verify_mode = ssl.CERT_REQUIRED
+            tls.load_verify_locations(args.tls_client_ca)
+    server = await start_hl7_server(recv.handle, args.host, args.port, limit=args.limit, ssl=tls)
     port = server.sockets[0].getsockname()[1]
     print(f"READY {port}", flush=True)
     stop = asyncio.Event()
@@ -519,6 +534,9 @@ def main() -> int:
     ap.add_argument("--control", help="file whose first line sets the ack mode at run time")
     ap.add_argument("--ack-mode", default="AA", help="mode when --control is missing/empty")
     ap.add_argument("--limit", type=int, default=16 * 1024 * 1024, help="max MLLP block bytes")
+    ap.add_argument("--tls-cert", help="server certificate chain (PEM): MLLP over TLS")
+    ap.add_argument("--tls-key", help="its private key (PEM)")
+    ap.add_argument("--tls-client-ca", help="require client certificates signed by this CA (PEM)")
     ap.add_argument("--self-test", action="store_true")
     args = ap.parse_args()
     if args.self_test:

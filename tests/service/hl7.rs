@@ -105,24 +105,52 @@ fn accepted(r: &[serde_json::Value]) -> Vec<String> {
 
 /// A synthetic film whose patient is Vietnamese, in ISO_IR 192 (UTF-8).
 fn vietnamese_film(dir: &Path, index: u64, name: &str) -> (Vec<u8>, String) {
-    let (bytes, case) = film(index, true);
-    let path = dir.join(format!("vi-{index}.dcm"));
-    std::fs::write(&path, bytes).unwrap();
-    let o = dcmtk(
-        "dcmodify",
+    modified_film(
+        dir,
+        index,
         &[
-            "-nb",
-            "-m",
-            "(0008,0005)=ISO_IR 192",
-            "-m",
-            &format!("(0010,0010)={name}"),
-            path.to_str().unwrap(),
+            "(0008,0005)=ISO_IR 192".into(),
+            format!("(0010,0010)={name}"),
         ],
-    );
+    )
+}
+
+/// A synthetic film (with TB) changed by dcmodify `-m` assignments; its
+/// bytes and Study Instance UID.
+fn modified_film(dir: &Path, index: u64, assignments: &[String]) -> (Vec<u8>, String) {
+    let (bytes, _) = film(index, true);
+    let path = dir.join(format!("film-{index}.dcm"));
+    std::fs::write(&path, bytes).unwrap();
+    let mut args = vec!["-nb".to_string()];
+    for a in assignments {
+        args.push("-m".into());
+        args.push(a.clone());
+    }
+    args.push(path.to_str().unwrap().into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = dcmtk("dcmodify", &args);
     assert!(o.status.success(), "{}", text(&o));
+    let study = dcmtk("dcmdump", &["+P", "0020,000d", path.to_str().unwrap()]);
+    let study = text(&study);
+    let uid = study
+        .split('[')
+        .nth(1)
+        .and_then(|s| s.split(']').next())
+        .unwrap_or_else(|| panic!("no Study Instance UID: {study}"))
+        .to_string();
+    (std::fs::read(&path).unwrap(), uid)
+}
+
+/// `cxr-triage ARGS`: (success, stdout).
+fn cli(args: &[&str]) -> (bool, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_cxr-triage"))
+        .args(args)
+        .env("CXR_LOG", "warn")
+        .output()
+        .unwrap();
     (
-        std::fs::read(&path).unwrap(),
-        case.meta.study.study_uid.clone(),
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
     )
 }
 
@@ -263,6 +291,176 @@ async fn results_reach_the_ris_once_in_order_through_outages_and_kill_9() {
         Some(1.0),
         "{metrics}"
     );
+
+    // An operator sees it, and once the RIS is mended, requeues it.
+    let rejected = r.iter().find(|m| m["ack_code"] == "AR").unwrap()["control_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let data_dir = data.path().to_str().unwrap();
+    let (ok, listed) = cli(&[
+        "results",
+        "list",
+        "--state",
+        "failed",
+        "--data-dir",
+        data_dir,
+    ]);
+    assert!(ok, "{listed}");
+    assert!(
+        listed.contains(&rejected) && listed.contains("AR: AR forced"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains("PID|"),
+        "no message bodies in the list: {listed}"
+    );
+    std::fs::write(&control, "AA\n").unwrap();
+    let (ok, said) = cli(&["results", "requeue", "--failed", "--data-dir", data_dir]);
+    assert!(
+        ok && said.contains(&format!("hl7 {rejected}: requeued")),
+        "{said}"
+    );
+    wait_for(&out, "the requeued result accepted", |r| {
+        accepted(r).contains(&rejected)
+    });
+    let (_, audit) = cli(&["audit", "show", "--data-dir", data_dir]);
+    assert!(audit.contains("RequeueResult:hl7"), "{audit}");
+    server.terminate();
+}
+
+/// Orders from the RIS (ORM^O01 sent by python-hl7's `mllp_send`) give
+/// the result its order numbers; the result goes over mutual TLS; a second
+/// image of the study sends a correction; and `serve` killed while the
+/// RIS has not yet acknowledged sends the message again, with the same
+/// control ID, and not after it was accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orders_mutual_tls_updates_and_a_kill_9_before_the_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    crate::service_process::make_certificates(dir.path());
+    let d = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    let (ris_port, order_port) = (free_port(), free_port());
+    let out = dir.path().join("received.jsonl");
+    let control = dir.path().join("mode");
+    let cfg = dir.path().join("cxr.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[hl7]\ndestination = \"127.0.0.1:{ris_port}\"\ntls = true\nca_file = \"{}\"\n\
+             cert_file = \"{}\"\nkey_file = \"{}\"\norder_listen = \"127.0.0.1:{order_port}\"\n\
+             timeout_s = 4\nretry_initial_s = 1\nretry_max_s = 2\n",
+            d("ca.pem"),
+            d("client.pem"),
+            d("client.key")
+        ),
+    )
+    .unwrap();
+    let args = ["--config", cfg.to_str().unwrap()];
+    let tls = [
+        "--tls-cert",
+        &d("server.pem"),
+        "--tls-key",
+        &d("server.key"),
+        "--tls-client-ca",
+        &d("ca.pem"),
+    ]
+    .map(String::from);
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let _ris = Peer::start("mllp_receiver.py", ris_port, &out, &control, &tls);
+    let server = Server::start(data.path(), &args, &[]);
+    wait_serving(plain_channel(server.addr).await).await;
+
+    // The RIS sends the order, then a message that is not an order.
+    let orders = dir.path().join("orders.hl7");
+    std::fs::write(
+        &orders,
+        "MSH|^~\\&|RIS|BV-BAC-NINH|CXR-TRIAGE|RADIOLOGY|20261206080000||ORM^O01|ORM0001|P|2.3.1\n\
+         PID|1||BN-000123^^^BV-BAC-NINH^MR||NGUYỄN^THỊ HOA||19800101|F\n\
+         PV1|1|E|CC^101^1^BV-BAC-NINH\n\
+         ORC|NW|ORD-77^RIS|FIL-9^PACS||SC||||20261206080000|||1234^TRẦN^MINH\n\
+         OBR|1|ORD-77^RIS|FIL-9^PACS|36643-5^XR Chest 2V^LN||||||||||||||ACC-5501|RP-1\n\
+         MSH|^~\\&|RIS|BV-BAC-NINH|CXR-TRIAGE|RADIOLOGY|20261206080001||ADT^A08|ADT0002|P|2.3.1\n\
+         PID|1||BN-000123\n",
+    )
+    .unwrap();
+    let sent = Command::new(root().join(".venv/bin/mllp_send"))
+        .args(["--port", &order_port.to_string(), "--loose", "--file"])
+        .arg(&orders)
+        .arg("127.0.0.1")
+        .output()
+        .unwrap();
+    let acks = String::from_utf8_lossy(&sent.stdout).into_owned();
+    assert!(sent.status.success(), "{acks}");
+    assert!(acks.contains("MSA|AA|ORM0001"), "{acks}");
+    assert!(acks.contains("MSA|AR|ADT0002"), "{acks}");
+
+    // The film of that order: the result carries the RIS's numbers.
+    let (film1, study) = modified_film(dir.path(), 31, &["(0008,0050)=ACC-5501".into()]);
+    analyze(server.addr, film1).await;
+    let r = wait_for(&out, "the first result", |r| accepted(r).len() == 1);
+    let first = &r[0];
+    assert_eq!(first["valid"], true, "{first:#?}");
+    assert_eq!(first["tls_client"], "client", "mutual TLS");
+    let raw = first["raw"].as_str().unwrap();
+    assert!(
+        raw.contains("\rPID|1||BN-000123^^^BV-BAC-NINH^MR|"),
+        "{raw}"
+    );
+    assert!(raw.contains("\rPV1|1|E|CC^101^1^BV-BAC-NINH\r"), "{raw}");
+    assert!(
+        raw.contains("\rORC|RE|ORD-77^RIS|FIL-9^PACS|||||||||1234^TRẦN^MINH\r"),
+        "{raw}"
+    );
+    let obr = |raw: &str| -> Vec<String> {
+        raw.split('\r')
+            .find(|s| s.starts_with("OBR|"))
+            .unwrap()
+            .split('|')
+            .map(String::from)
+            .collect()
+    };
+    let o = obr(raw);
+    assert_eq!(
+        (o[2].as_str(), o[18].as_str(), o[25].as_str()),
+        ("ORD-77^RIS", "ACC-5501", "P")
+    );
+
+    // A second image of the same study: a correction, its own control ID.
+    let (film2, _) = modified_film(
+        dir.path(),
+        32,
+        &[
+            "(0008,0050)=ACC-5501".into(),
+            format!("(0020,000d)={study}"),
+        ],
+    );
+    analyze(server.addr, film2).await;
+    let r = wait_for(&out, "the update", |r| accepted(r).len() == 2);
+    let ids = accepted(&r);
+    assert_ne!(ids[0], ids[1]);
+    let update = r[1]["raw"].as_str().unwrap();
+    assert_eq!(r[1]["valid"], true, "{:#?}", r[1]);
+    assert_eq!(obr(update)[25], "C", "{update}");
+    assert!(update.contains(&study));
+
+    // The RIS takes its time to acknowledge; serve is killed meanwhile.
+    std::fs::write(&control, "SLOW:30\n").unwrap();
+    analyze(server.addr, film(33, false).0).await;
+    let r = wait_for(&out, "the message awaiting its ACK", |r| r.len() == 3);
+    let pending = r[2]["control_id"].as_str().unwrap().to_string();
+    server.kill_9();
+    std::fs::write(&control, "AA\n").unwrap();
+    let server = Server::start(data.path(), &args, &[]);
+    // (The receiver records a message before it answers.)
+    let r = wait_for(&out, "the unacknowledged message sent again", |r| {
+        r.iter()
+            .any(|m| m["control_id"] == pending.as_str() && m["mode"] == "AA")
+    });
+    assert_eq!(r.len(), 4, "{r:#?}");
+    assert_eq!(r[3]["control_id"], pending.as_str(), "the same control ID");
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(received(&out).len(), 4, "nothing is sent after its AA");
     server.terminate();
 }
 
@@ -280,7 +478,7 @@ async fn results_reach_the_fhir_server_as_a_valid_r4_bundle_with_retries() {
         &cfg,
         format!(
             "[fhir]\nbase_url = \"http://127.0.0.1:{port}/fhir\"\ntoken_file = \"{}\"\n\
-             patient_id_system = \"urn:oid:1.2.840.99999.1\"\ntimeout_s = 5\n\
+             patient_id_system = \"urn:oid:1.2.840.99999.1\"\ntimeout_s = 2\n\
              retry_initial_s = 1\nretry_max_s = 2\n",
             token_file.display()
         ),
@@ -349,6 +547,24 @@ async fn results_reach_the_fhir_server_as_a_valid_r4_bundle_with_retries() {
         ),
         Some(1.0),
         "{metrics}"
+    );
+
+    // The server answers too late (after the 2 s timeout): the bundle is
+    // sent again (the late answer's connection is gone, so the receiver
+    // records only the retry), PUT under the same resource ids.
+    std::fs::write(&control, "SLOW:4,OK\n").unwrap();
+    let (film3, study3) = vietnamese_film(dir.path(), 13, "LÊ^THỊ LAN");
+    analyze(server.addr, film3).await;
+    let r = wait_for(&out, "the retry of the slow bundle", |r| {
+        r.iter().any(|m| {
+            m["mode"] == "OK" && m["status"] == 200 && m["body"].to_string().contains(&study3)
+        })
+    });
+    assert_eq!(r.last().unwrap()["valid"], true);
+    assert!(
+        server.log().contains("no answer within"),
+        "{}",
+        server.log()
     );
     server.terminate();
 }

@@ -101,9 +101,57 @@ impl HttpClient {
     }
 }
 
+/// A TLS client for other protocols (MLLP): the server's certificate is
+/// verified against a CA file (or the system's roots), and a client
+/// certificate is presented when one is given (mutual TLS).
+#[derive(Clone)]
+pub struct TlsClient {
+    connector: tokio_rustls::TlsConnector,
+}
+
+impl TlsClient {
+    /// A client trusting `ca_file` (PEM; `None`: the system's roots),
+    /// presenting `identity` (certificate chain PEM, private key PEM) when
+    /// given.
+    pub fn new(
+        ca_file: Option<&Path>,
+        identity: Option<(&Path, &Path)>,
+    ) -> Result<TlsClient, OutboundError> {
+        Ok(TlsClient {
+            connector: connector_with(ca_file, identity)?,
+        })
+    }
+
+    /// TLS over `stream` with `server_name` (checked against the server's
+    /// certificate).
+    pub async fn connect<S>(
+        &self,
+        server_name: &str,
+        stream: S,
+    ) -> Result<tokio_rustls::client::TlsStream<S>, OutboundError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let bare = server_name.trim_matches(['[', ']']).to_string();
+        let name = rustls_pki_types::ServerName::try_from(bare)
+            .map_err(|_| OutboundError::Config(format!("`{server_name}` is not a host name")))?;
+        self.connector
+            .connect(name, stream)
+            .await
+            .map_err(|e| OutboundError::Transport(format!("TLS with {server_name}: {e}")))
+    }
+}
+
 fn connector(ca_file: Option<&Path>) -> Result<tokio_rustls::TlsConnector, OutboundError> {
+    connector_with(ca_file, None)
+}
+
+fn connector_with(
+    ca_file: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+) -> Result<tokio_rustls::TlsConnector, OutboundError> {
     use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     use tokio_rustls::rustls;
     let path = ca_file.unwrap_or(Path::new("/etc/ssl/certs/ca-certificates.crt"));
     let mut roots = rustls::RootCertStore::empty();
@@ -122,8 +170,30 @@ fn connector(ca_file: Option<&Path>) -> Result<tokio_rustls::TlsConnector, Outbo
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| OutboundError::Config(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => config.with_no_client_auth(),
+        Some((cert_file, key_file)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
+                .map_err(|e| {
+                    OutboundError::Config(format!("certificate {}: {e}", cert_file.display()))
+                })?
+                .flatten()
+                .collect();
+            if chain.is_empty() {
+                return Err(OutboundError::Config(format!(
+                    "certificate {}: no certificate",
+                    cert_file.display()
+                )));
+            }
+            let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| {
+                OutboundError::Config(format!("private key {}: {e}", key_file.display()))
+            })?;
+            config
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| OutboundError::Config(format!("client certificate: {e}")))?
+        }
+    };
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 

@@ -7,7 +7,8 @@
 //! - one `Observation` per finding (status preliminary, category imaging,
 //!   `valueQuantity` the calibrated score, `interpretation` POS/NEG at the
 //!   operating point, `device`, `derivedFrom` the study), and
-//! - a `DiagnosticReport` (status preliminary, category RAD, code
+//! - a `DiagnosticReport` (status preliminary, categories radiology and
+//!   imaging, code
 //!   [`REPORT_CODE`], `conclusion` with the priority, the suspected
 //!   findings and the disclaimer, `imagingStudy` by Study Instance UID,
 //!   `basedOn` the order by accession number).
@@ -210,9 +211,16 @@ pub fn bundle(r: &StudyResult, systems: &Systems) -> Value {
         "id": report_id,
         "identifier": [{ "system": "urn:cxr-triage:report", "value": uid }],
         "status": "preliminary",
-        "category": [{ "coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/v2-0074",
-            "code": "RAD", "display": "Radiology" }] }],
+        // Radiology (the v2 diagnostic service section, and its LOINC
+        // equivalent, as US Core has it), and imaging.
+        "category": [
+            { "coding": [
+                { "system": "http://terminology.hl7.org/CodeSystem/v2-0074",
+                  "code": "RAD", "display": "Radiology" },
+                { "system": "http://loinc.org", "code": "LP29684-5", "display": "Radiology" }] },
+            { "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": "imaging", "display": "Imaging" }] }],
         "code": { "coding": [{ "system": "http://loinc.org", "code": REPORT_CODE.0, "display": REPORT_CODE.1 }],
                   "text": "Chest radiograph AI triage" },
         "issued": issued,
@@ -300,6 +308,7 @@ mod tests {
             version: 9,
             update: false,
             at_ms: 1_796_515_166_304,
+            order: None,
         };
         let systems = Systems {
             base_url: "https://ehr.example/fhir".into(),
@@ -332,6 +341,8 @@ mod tests {
         assert_eq!(obs["subject"]["reference"], e[0]["fullUrl"]);
         let report = &e[3]["resource"];
         assert_eq!(report["status"], "preliminary");
+        assert_eq!(report["category"][0]["coding"][0]["code"], "RAD");
+        assert_eq!(report["category"][1]["coding"][0]["code"], "imaging");
         assert_eq!(
             report["result"][0]["reference"],
             format!("Observation/{}", obs["id"].as_str().unwrap())

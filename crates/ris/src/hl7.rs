@@ -8,7 +8,7 @@
 //! PID|1||PID12345^^^HOSPITAL^MR||NGUYỄN^THỊ HOA||||F
 //! PV1|1|U
 //! ORC|RE|ACC123|ACC123
-//! OBR|1|ACC123|ACC123|CXR-AI^Chest radiograph AI triage^L|||20261205|||||||||||||||20261205101500+0000||RAD|P
+//! OBR|1|ACC123|ACC123|CXR-AI^Chest radiograph AI triage^L|||20261205|||||||||||ACC123||||20261205101500+0000||RAD|P
 //! NTE|1|L|AI result — not for primary diagnosis. A radiologist must review it.
 //! OBX|1|CWE|CXR-PRIORITY^AI triage priority^L||CRITICAL^Critical^L||||||P
 //! OBX|2|ST|CXR-STUDY-UID^Study Instance UID^L||1.2.826.0.1.3680043.8.498.1||||||P
@@ -92,6 +92,9 @@ pub struct StudyResult {
     pub update: bool,
     /// When the result was made, ms since the epoch.
     pub at_ms: i64,
+    /// The RIS's order of this accession number, when it sent one
+    /// ([`crate::orders`]).
+    pub order: Option<crate::orders::Order>,
 }
 
 impl StudyResult {
@@ -162,6 +165,24 @@ fn title(priority: &str) -> &'static str {
     }
 }
 
+/// A segment from (field number, value) pairs in increasing order; empty
+/// fields are left empty, trailing ones out.
+fn segment(id: &str, values: &[(usize, &str)]) -> String {
+    let last = values
+        .iter()
+        .rev()
+        .find(|(_, v)| !v.is_empty())
+        .map_or(0, |(n, _)| *n);
+    let mut out = id.to_string();
+    for n in 1..=last {
+        out.push('|');
+        if let Some((_, v)) = values.iter().find(|(i, _)| *i == n) {
+            out.push_str(v);
+        }
+    }
+    out
+}
+
 /// The ORU^R01 of one study result version, segments ended by `\r`.
 pub fn oru_r01(r: &StudyResult, parties: &Parties) -> String {
     let now = timestamp(r.at_ms);
@@ -176,10 +197,13 @@ pub fn oru_r01(r: &StudyResult, parties: &Parties) -> String {
         escape(&parties.country),
     ));
     let pid = escape(r.patient.id.as_deref().unwrap_or("").trim());
-    let pid3 = if parties.patient_id_authority.is_empty() {
-        format!("{pid}^^^^MR")
-    } else {
-        format!("{pid}^^^{}^MR", escape(&parties.patient_id_authority))
+    let order = r.order.as_ref();
+    // The RIS's own patient identifier when it sent the order (HL7 text as
+    // it came), else the DICOM Patient ID.
+    let pid3 = match order.filter(|o| !o.patient_id.is_empty()) {
+        Some(o) => o.patient_id.clone(),
+        None if parties.patient_id_authority.is_empty() => format!("{pid}^^^^MR"),
+        None => format!("{pid}^^^{}^MR", escape(&parties.patient_id_authority)),
     };
     let name = xpn(r.patient.name.as_deref().unwrap_or(""));
     // PID-5 is required: an unnamed patient is sent as unknown.
@@ -192,17 +216,41 @@ pub fn oru_r01(r: &StudyResult, parties: &Parties) -> String {
         "PID|1||{pid3}||{name}||||{}",
         sex(r.patient.sex.as_deref())
     ));
-    seg.push("PV1|1|U".into());
+    match order {
+        Some(o) if !o.patient_class.is_empty() => {
+            seg.push(format!("PV1|1|{}|{}", o.patient_class, o.location))
+        }
+        _ => seg.push("PV1|1|U".into()),
+    }
     let acc = escape(&r.accession_number);
-    seg.push(format!("ORC|RE|{acc}|{acc}"));
+    let nonempty = |v: Option<&String>| v.filter(|v| !v.is_empty()).cloned();
+    let placer = nonempty(order.map(|o| &o.placer_order_number)).unwrap_or_else(|| acc.clone());
+    let filler = nonempty(order.map(|o| &o.filler_order_number)).unwrap_or_else(|| acc.clone());
+    let provider = nonempty(order.map(|o| &o.ordering_provider)).unwrap_or_default();
+    seg.push(segment(
+        "ORC",
+        &[(1, "RE"), (2, &placer), (3, &filler), (12, &provider)],
+    ));
     let observed = if r.study_date.len() == 8 && r.study_date.bytes().all(|b| b.is_ascii_digit()) {
         r.study_date.clone()
     } else {
         String::new()
     };
     let status = if r.update { "C" } else { "P" };
-    seg.push(format!(
-        "OBR|1|{acc}|{acc}|CXR-AI^Chest radiograph AI triage^L|||{observed}|||||||||||||||{now}||RAD|{status}"
+    seg.push(segment(
+        "OBR",
+        &[
+            (1, "1"),
+            (2, &placer),
+            (3, &filler),
+            (4, "CXR-AI^Chest radiograph AI triage^L"),
+            (7, &observed),
+            (16, &provider),
+            (18, &acc),
+            (22, &now),
+            (24, "RAD"),
+            (25, status),
+        ],
     ));
     seg.push(format!(
         "NTE|1|L|{DISCLAIMER}. A radiologist must review it."
@@ -390,6 +438,7 @@ mod tests {
             version: 42,
             update: false,
             at_ms: 1_796_515_166_304,
+            order: None,
         }
     }
 
@@ -414,6 +463,7 @@ mod tests {
         assert!(seg[4].starts_with("OBR|1|ACC\\F\\1|ACC\\F\\1|CXR-AI^"));
         let obr: Vec<&str> = seg[4].split('|').collect();
         assert_eq!((obr[7], obr[24], obr[25]), ("20261205", "RAD", "P"));
+        assert_eq!(obr[18], "ACC\\F\\1", "OBR-18: the accession number");
         assert!(obr[22].starts_with("2026"), "OBR-22: {}", seg[4]);
         assert!(m.contains("OBX|1|CWE|CXR-PRIORITY^AI triage priority^L||CRITICAL^Critical^L"));
         assert!(m.contains("|NM|CXR-SCORE^AI calibrated score^L|1|0.912|1^^UCUM||A|||P"));
@@ -429,6 +479,43 @@ mod tests {
         let m2 = oru_r01(&later, &parties);
         assert!(m2.contains("|CXR00000000000000057|"));
         assert!(m2.split('\r').nth(4).unwrap().ends_with("||RAD|C"));
+    }
+
+    #[test]
+    fn the_ris_order_supplies_its_numbers_provider_visit_and_patient_id() {
+        let parties = Parties {
+            sending_application: "CXR-TRIAGE".into(),
+            sending_facility: "RADIOLOGY".into(),
+            receiving_application: "RIS".into(),
+            receiving_facility: "HOSPITAL".into(),
+            country: String::new(),
+            patient_id_authority: String::new(),
+        };
+        let mut r = result();
+        r.order = Some(crate::orders::Order {
+            accession_number: "ACC|1".into(),
+            placer_order_number: "ORD-77^RIS".into(),
+            filler_order_number: "FIL-9^PACS".into(),
+            ordering_provider: "1234^TRẦN^MINH".into(),
+            patient_id: "BN-1^^^BV^MR".into(),
+            patient_class: "E".into(),
+            location: "CC^101".into(),
+            cancelled: false,
+            received_ms: 1,
+        });
+        let m = oru_r01(&r, &parties);
+        let seg: Vec<&str> = m.split('\r').collect();
+        assert_eq!(seg[1], "PID|1||BN-1^^^BV^MR||NGUYỄN^THỊ HOA||||F");
+        assert_eq!(seg[2], "PV1|1|E|CC^101");
+        assert_eq!(
+            seg[3],
+            "ORC|RE|ORD-77^RIS|FIL-9^PACS|||||||||1234^TRẦN^MINH"
+        );
+        let obr: Vec<&str> = seg[4].split('|').collect();
+        assert_eq!(
+            (obr[2], obr[3], obr[16], obr[18]),
+            ("ORD-77^RIS", "FIL-9^PACS", "1234^TRẦN^MINH", "ACC\\F\\1")
+        );
     }
 
     #[test]

@@ -30,21 +30,27 @@
 //! patient_id_system = "urn:oid:1.2.840.99999.1"
 //! ```
 //!
-//! Not yet: TLS on MLLP (use a TLS tunnel), an order (ORM/OMI) listener,
-//! a shared (PostgreSQL) outbox for replicas (each replica sends what it
-//! analysed).
+//! MLLP may run over TLS (`tls = true`, with a client certificate for
+//! mutual TLS). With `order_listen`, the RIS's orders (ORM^O01, OMI^O23)
+//! are taken over MLLP ([`orders`]) and each result goes back under the
+//! order's numbers, provider, visit and patient identifier.
+//!
+//! Not yet: a shared (PostgreSQL) outbox for replicas (each replica sends
+//! what it analysed, from its own state directory).
 
 pub mod fhir;
 pub mod hl7;
+pub mod orders;
 pub mod outbox;
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cxr_auth::outbound::{HttpClient, OutboundError};
+use cxr_auth::outbound::{HttpClient, OutboundError, TlsClient};
 
 use cxr_pipeline::{Filed, ResultSink};
 use cxr_worklist::{now_ms, WorklistStore};
@@ -53,7 +59,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{watch, Notify};
 
 pub use hl7::{Ack, AckVerdict, Parties, StudyFinding, StudyResult};
-pub use outbox::{Outbox, OutboxError, Tally};
+pub use orders::{Order, OrderStore, OrderStoreError};
+pub use outbox::{Outbox, OutboxError, Requeued, Tally};
 
 /// `[hl7]`: results to the RIS as HL7 v2.5.1 ORU^R01 over MLLP. Off
 /// unless `destination` is set.
@@ -84,6 +91,24 @@ pub struct Hl7Config {
     /// A message not accepted this many hours after it was queued is
     /// given up (kept as failed).
     pub give_up_after_h: u64,
+    /// MLLP over TLS (the RIS's certificate is verified).
+    pub tls: bool,
+    /// CA certificates (PEM) the RIS's certificate is checked against;
+    /// unset: the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain (PEM) for mutual TLS; with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub key_file: Option<PathBuf>,
+    /// The name the RIS's certificate must carry; unset: the host of
+    /// `destination`.
+    pub server_name: Option<String>,
+    /// Listen for the RIS's orders (ORM^O01, OMI^O23) over MLLP on this
+    /// `host:port`; unset: no listener.
+    pub order_listen: Option<String>,
+    /// Addresses (`10.1.2.3`) or networks (`10.1.2.0/24`) allowed to send
+    /// orders; required when `order_listen` is beyond loopback.
+    pub order_allow: Vec<String>,
 }
 
 impl Default for Hl7Config {
@@ -100,6 +125,13 @@ impl Default for Hl7Config {
             retry_initial_s: 5,
             retry_max_s: 300,
             give_up_after_h: 72,
+            tls: false,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            server_name: None,
+            order_listen: None,
+            order_allow: Vec::new(),
         }
     }
 }
@@ -190,6 +222,42 @@ pub fn outbox_path(data_dir: &Path, interface: &str) -> PathBuf {
     data_dir.join(format!("{interface}.sqlite"))
 }
 
+/// The interfaces' outboxes that exist in a data directory: (interface,
+/// outbox).
+pub fn existing_outboxes(data_dir: &Path) -> Result<Vec<(&'static str, Outbox)>, OutboxError> {
+    let mut out = Vec::new();
+    for name in ["hl7", "fhir"] {
+        let path = outbox_path(data_dir, name);
+        if path.exists() {
+            out.push((name, Outbox::open(&path)?));
+        }
+    }
+    Ok(out)
+}
+
+/// What a retention purge removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Messages sent before the cutoff.
+    pub sent_messages: usize,
+    /// Orders received before it.
+    pub orders: usize,
+}
+
+/// Retention: deletes messages sent, and orders received, before
+/// `cutoff_ms` (failed and waiting messages are kept).
+pub fn purge(data_dir: &Path, cutoff_ms: i64) -> Result<Purged, SetupError> {
+    let mut p = Purged::default();
+    for (_, outbox) in existing_outboxes(data_dir)? {
+        p.sent_messages += outbox.purge_sent(cutoff_ms)?;
+    }
+    let orders = data_dir.join("orders.sqlite");
+    if orders.exists() {
+        p.orders = OrderStore::open(&orders)?.purge(cutoff_ms)?;
+    }
+    Ok(p)
+}
+
 /// A study's current result, from the worklist, with the patient of the
 /// image just filed.
 pub fn study_result(store: &dyn WorklistStore, filed: &Filed) -> Option<StudyResult> {
@@ -249,6 +317,7 @@ pub fn study_result(store: &dyn WorklistStore, filed: &Filed) -> Option<StudyRes
         version: filed.sequence,
         update: images.len() > 1,
         at_ms: now_ms(),
+        order: None,
     })
 }
 
@@ -276,6 +345,8 @@ trait Interface: Send + Sync + 'static {
 
 struct Mllp {
     destination: String,
+    /// TLS and the name the RIS's certificate must carry.
+    tls: Option<(TlsClient, String)>,
     parties: Parties,
     timeout: Duration,
 }
@@ -288,7 +359,8 @@ impl Interface for Mllp {
     }
 
     async fn deliver(&self, key: &str, message: &str) -> Delivery {
-        match send_mllp(&self.destination, message, self.timeout).await {
+        let tls = self.tls.as_ref().map(|(c, name)| (c, name.as_str()));
+        match send_mllp(&self.destination, tls, message, self.timeout).await {
             Ok(ack) if ack.control_id != key => Delivery::Retry(format!(
                 "acknowledgement of {} instead of {key}",
                 ack.control_id
@@ -372,16 +444,23 @@ struct Sink<I: Interface> {
     interface: Arc<I>,
     outbox: Arc<Outbox>,
     wake: Arc<Notify>,
+    orders: Option<Arc<OrderStore>>,
 }
 
 impl<I: Interface> ResultSink for Sink<I> {
     fn filed(&self, store: &dyn WorklistStore, filed: &Filed) {
         let name = I::NAME;
-        let Some(result) = study_result(store, filed) else {
+        let Some(mut result) = study_result(store, filed) else {
             metrics::counter!("cxr_results_out_total", "interface" => name, "outcome" => "not_made")
                 .increment(1);
             return;
         };
+        if let (Some(orders), false) = (&self.orders, result.accession_number.is_empty()) {
+            match orders.get(&result.accession_number) {
+                Ok(order) => result.order = order,
+                Err(e) => tracing::error!(error = %e, "the RIS's order could not be read"),
+            }
+        }
         let message = self.interface.message(&result);
         let key = result.control_id();
         match self
@@ -413,51 +492,100 @@ pub enum SendError {
     Answer(String),
 }
 
-/// Sends one message over MLLP and reads its acknowledgement.
+/// Sends one message over MLLP (over TLS with `tls`: the client and the
+/// name the server's certificate must carry) and reads its
+/// acknowledgement.
 pub async fn send_mllp(
     destination: &str,
+    tls: Option<(&TlsClient, &str)>,
     message: &str,
     timeout: Duration,
 ) -> Result<Ack, SendError> {
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(destination)
+        let tcp = tokio::net::TcpStream::connect(destination)
             .await
             .map_err(|e| SendError::Transport(format!("connect {destination}: {e}")))?;
-        stream
-            .write_all(&hl7::frame(message))
-            .await
-            .map_err(|e| SendError::Transport(format!("write: {e}")))?;
-        let mut buf: Vec<u8> = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            if let Some(end) = buf.windows(2).position(|w| w == [hl7::END, b'\r']) {
-                buf.truncate(end);
-                break;
+        match tls {
+            None => exchange(tcp, message).await,
+            Some((client, name)) => {
+                let stream = client
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| SendError::Transport(e.to_string()))?;
+                exchange(stream, message).await
             }
-            if buf.len() > 1 << 20 {
-                return Err(SendError::Answer("acknowledgement over 1 MiB".into()));
-            }
-            let n = stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| SendError::Transport(format!("read: {e}")))?;
-            if n == 0 {
-                return Err(SendError::Transport(
-                    "closed without an acknowledgement".into(),
-                ));
-            }
-            buf.extend_from_slice(&chunk[..n]);
         }
-        let start = buf
-            .iter()
-            .position(|&b| b == hl7::START)
-            .map_or(0, |i| i + 1);
-        let text = String::from_utf8_lossy(&buf[start..]).into_owned();
-        Ack::parse(&text).ok_or_else(|| SendError::Answer("no MSA segment".into()))
     };
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| SendError::Transport(format!("no acknowledgement within {timeout:?}")))?
+}
+
+/// Writes a framed message and reads one framed answer, up to 1 MiB.
+async fn exchange<S>(mut stream: S, message: &str) -> Result<Ack, SendError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream
+        .write_all(&hl7::frame(message))
+        .await
+        .map_err(|e| SendError::Transport(format!("write: {e}")))?;
+    stream
+        .flush()
+        .await
+        .map_err(|e| SendError::Transport(format!("write: {e}")))?;
+    let block = match read_block(&mut stream, &mut Vec::new(), 1 << 20).await {
+        Ok(Some(block)) => block,
+        Ok(None) => {
+            return Err(SendError::Transport(
+                "closed without an acknowledgement".into(),
+            ))
+        }
+        Err(BlockError::TooLarge) => {
+            return Err(SendError::Answer("acknowledgement over 1 MiB".into()))
+        }
+        Err(BlockError::Io(e)) => return Err(SendError::Transport(format!("read: {e}"))),
+    };
+    let text = String::from_utf8_lossy(&block).into_owned();
+    Ack::parse(&text).ok_or_else(|| SendError::Answer("no MSA segment".into()))
+}
+
+enum BlockError {
+    TooLarge,
+    Io(std::io::Error),
+}
+
+/// Reads one MLLP block (`<VT>…<FS><CR>`; bytes before `<VT>` are
+/// skipped); `None` when the peer closed first. `buf` keeps what was read
+/// past the block, for the next call.
+async fn read_block<S>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<Option<Vec<u8>>, BlockError>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(2).position(|w| w == [hl7::END, b'\r']) {
+            let start = buf[..end]
+                .iter()
+                .position(|&b| b == hl7::START)
+                .map_or(0, |i| i + 1);
+            let block = buf[start..end].to_vec();
+            buf.drain(..end + 2);
+            return Ok(Some(block));
+        }
+        if buf.len() > max {
+            return Err(BlockError::TooLarge);
+        }
+        let n = stream.read(&mut chunk).await.map_err(BlockError::Io)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
 }
 
 /// The results interfaces that are configured: sinks to add to the
@@ -468,6 +596,10 @@ pub struct ResultsOut {
     pub sinks: Vec<Arc<dyn ResultSink>>,
     /// (interface, outbox) of each.
     pub outboxes: Vec<(&'static str, Arc<Outbox>)>,
+    /// The RIS's orders, when `[hl7] order_listen` is set.
+    pub orders: Option<Arc<OrderStore>>,
+    /// Where the order listener listens.
+    pub order_address: Option<std::net::SocketAddr>,
 }
 
 /// Errors setting the interfaces up.
@@ -479,22 +611,77 @@ pub enum SetupError {
     /// The configuration cannot work.
     #[error("{0}")]
     Config(String),
+    /// The order store could not be opened.
+    #[error(transparent)]
+    Orders(#[from] OrderStoreError),
+    /// The order listener could not listen.
+    #[error("hl7.order_listen {0}: {1}")]
+    Listen(String, std::io::Error),
 }
 
 impl ResultsOut {
     /// Opens the outboxes in `data_dir` and starts a sender for each
     /// configured interface (none when neither `[hl7]` nor `[fhir]` is
-    /// set). The senders stop when `stopping` turns true or is dropped.
-    pub fn start(
+    /// set), and the order listener when `[hl7] order_listen` is set. The
+    /// tasks stop when `stopping` turns true or is dropped.
+    pub async fn start(
         hl7: &Hl7Config,
         fhir: &FhirConfig,
         data_dir: &Path,
         stopping: watch::Receiver<bool>,
     ) -> Result<ResultsOut, SetupError> {
         let mut out = ResultsOut::default();
+        if let Some(listen) = &hl7.order_listen {
+            let allow = parse_allow(&hl7.order_allow)?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| SetupError::Listen(listen.clone(), e))?;
+            let address = listener
+                .local_addr()
+                .map_err(|e| SetupError::Listen(listen.clone(), e))?;
+            if !address.ip().is_loopback() && allow.is_empty() {
+                return Err(SetupError::Config(format!(
+                    "hl7.order_listen {listen} is beyond loopback: set hl7.order_allow to the RIS's addresses"
+                )));
+            }
+            let store = Arc::new(OrderStore::open(&data_dir.join("orders.sqlite"))?);
+            tokio::spawn(listen_orders(
+                listener,
+                allow,
+                Arc::clone(&store),
+                hl7.parties(),
+                stopping.clone(),
+            ));
+            out.orders = Some(store);
+            out.order_address = Some(address);
+        }
         if let Some(destination) = hl7.destination.clone() {
+            let tls = if hl7.tls {
+                let identity = match (&hl7.cert_file, &hl7.key_file) {
+                    (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+                    (None, None) => None,
+                    _ => {
+                        return Err(SetupError::Config(
+                            "hl7.cert_file and hl7.key_file go together".into(),
+                        ))
+                    }
+                };
+                let client = TlsClient::new(hl7.ca_file.as_deref(), identity)
+                    .map_err(|e| SetupError::Config(format!("hl7 TLS: {e}")))?;
+                let name = match &hl7.server_name {
+                    Some(n) => n.clone(),
+                    None => destination
+                        .rsplit_once(':')
+                        .map_or(destination.as_str(), |(h, _)| h)
+                        .to_string(),
+                };
+                Some((client, name))
+            } else {
+                None
+            };
             let interface = Mllp {
                 destination,
+                tls,
                 parties: hl7.parties(),
                 timeout: Duration::from_secs(hl7.timeout_s.max(1)),
             };
@@ -551,6 +738,7 @@ impl ResultsOut {
             interface: Arc::clone(&interface),
             outbox: Arc::clone(&outbox),
             wake: Arc::clone(&wake),
+            orders: self.orders.clone(),
         }));
         gauges(I::NAME, &outbox);
         tokio::spawn(deliver(
@@ -599,8 +787,10 @@ async fn deliver<I: Interface>(
             }
             Err(_) => return,
         };
+        // Idle, the queue is looked at every few seconds: a message an
+        // operator requeued (`cxr-triage results requeue`) goes soon.
         let wait = match &due {
-            None => Duration::from_secs(60),
+            None => Duration::from_secs(5),
             Some(d) => Duration::from_millis((d.next_attempt_ms - now_ms()).max(0) as u64),
         };
         let due = match due {
@@ -656,5 +846,211 @@ async fn deliver<I: Interface>(
             return;
         }
         gauges(name, &outbox);
+    }
+}
+
+/// `order_allow` entries: (network, prefix length).
+fn parse_allow(entries: &[String]) -> Result<Vec<(IpAddr, u8)>, SetupError> {
+    entries
+        .iter()
+        .map(|e| {
+            let (addr, len) = match e.split_once('/') {
+                Some((a, l)) => (a, l.parse::<u8>().ok()),
+                None => (e.as_str(), None),
+            };
+            let ip: IpAddr = addr.trim().parse().map_err(|_| {
+                SetupError::Config(format!("hl7.order_allow `{e}` is not an address"))
+            })?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let len = match len {
+                None if !e.contains('/') => max,
+                Some(l) if l <= max => l,
+                _ => {
+                    return Err(SetupError::Config(format!(
+                        "hl7.order_allow `{e}`: bad prefix length"
+                    )))
+                }
+            };
+            Ok((ip, len))
+        })
+        .collect()
+}
+
+/// Whether `ip` is in one of the allowed networks (all are, when none is
+/// listed).
+fn allowed(allow: &[(IpAddr, u8)], ip: IpAddr) -> bool {
+    fn bits(ip: IpAddr) -> (u128, u8) {
+        match ip {
+            IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => (u128::from(u32::from(v4)), 32),
+                None => (u128::from(v6), 128),
+            },
+        }
+    }
+    if allow.is_empty() {
+        return true;
+    }
+    let (a, width) = bits(ip);
+    allow.iter().any(|&(net, len)| {
+        let (n, w) = bits(net);
+        if w != width {
+            return false;
+        }
+        let shift = u32::from(width - len.min(width));
+        len == 0 || (a >> shift) == (n >> shift)
+    })
+}
+
+/// Longest order message taken.
+const MAX_ORDER: usize = 1 << 20;
+/// Connections served at once.
+const MAX_ORDER_CONNECTIONS: usize = 32;
+/// A connection quiet this long is closed.
+const ORDER_IDLE: Duration = Duration::from_secs(300);
+
+/// Takes the RIS's orders: each MLLP message is read, stored and
+/// acknowledged in turn, on persistent connections.
+async fn listen_orders(
+    listener: tokio::net::TcpListener,
+    allow: Vec<(IpAddr, u8)>,
+    store: Arc<OrderStore>,
+    parties: Parties,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_ORDER_CONNECTIONS));
+    let parties = Arc::new(parties);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            changed = stopping.changed() => {
+                if changed.is_err() || *stopping.borrow() { return }
+                continue;
+            }
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "order listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if !allowed(&allow, peer.ip()) {
+            tracing::warn!(peer = %peer.ip(), "order listener: address not in hl7.order_allow; closed");
+            metrics::counter!("cxr_orders_in_total", "outcome" => "refused_peer").increment(1);
+            continue;
+        }
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!("order listener: too many connections; closed");
+            continue;
+        };
+        let (store, parties) = (Arc::clone(&store), Arc::clone(&parties));
+        tokio::spawn(async move {
+            serve_orders(stream, store, parties).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn serve_orders(
+    mut stream: tokio::net::TcpStream,
+    store: Arc<OrderStore>,
+    parties: Arc<Parties>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        let block =
+            match tokio::time::timeout(ORDER_IDLE, read_block(&mut stream, &mut buf, MAX_ORDER))
+                .await
+            {
+                Ok(Ok(Some(block))) => block,
+                Ok(Err(BlockError::TooLarge)) => {
+                    tracing::warn!("order listener: a message over 1 MiB; connection closed");
+                    metrics::counter!("cxr_orders_in_total", "outcome" => "too_large").increment(1);
+                    return;
+                }
+                _ => return,
+            };
+        // UTF-8 (MSH-18 UNICODE UTF-8, or ASCII); anything else read as
+        // ISO 8859-1, which maps every byte.
+        let text = match String::from_utf8(block) {
+            Ok(t) => t,
+            Err(e) => e.into_bytes().iter().map(|&b| char::from(b)).collect(),
+        };
+        let now = now_ms();
+        let parsed = orders::parse(&text, now);
+        let refusal = match parsed {
+            Ok(list) => {
+                let n = list.len();
+                let store = Arc::clone(&store);
+                match tokio::task::spawn_blocking(move || store.put(&list)).await {
+                    Ok(Ok(())) => {
+                        tracing::info!(orders = n, "order message stored");
+                        None
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "an order could not be stored");
+                        Some(orders::Refusal::Invalid(
+                            "the order could not be stored".into(),
+                        ))
+                    }
+                    Err(_) => return,
+                }
+            }
+            Err(r) => {
+                tracing::warn!(reason = ?r, "order message refused");
+                Some(r)
+            }
+        };
+        let outcome = match &refusal {
+            None => "stored",
+            Some(orders::Refusal::Unsupported(_)) => "rejected",
+            Some(orders::Refusal::Invalid(_)) => "error",
+        };
+        metrics::counter!("cxr_orders_in_total", "outcome" => outcome).increment(1);
+        let ack = orders::ack(
+            &text,
+            refusal.as_ref(),
+            &parties.sending_application,
+            &parties.sending_facility,
+            now,
+        );
+        if stream.write_all(&hl7::frame(&ack)).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_senders_are_checked_against_the_allowed_networks() {
+        let allow = parse_allow(&["10.1.2.0/24".into(), "192.168.0.7".into()]).unwrap();
+        assert!(allowed(&allow, "10.1.2.200".parse().unwrap()));
+        assert!(allowed(&allow, "::ffff:10.1.2.9".parse().unwrap()));
+        assert!(!allowed(&allow, "10.1.3.1".parse().unwrap()));
+        assert!(allowed(&allow, "192.168.0.7".parse().unwrap()));
+        assert!(!allowed(&allow, "192.168.0.8".parse().unwrap()));
+        assert!(allowed(&[], "8.8.8.8".parse().unwrap()));
+        assert!(parse_allow(&["10.0.0.0/33".into()]).is_err());
+        assert!(parse_allow(&["ris.example".into()]).is_err());
+    }
+
+    #[tokio::test]
+    async fn mllp_blocks_are_read_one_at_a_time_from_one_connection() {
+        let data: &[u8] = b"noise\x0bA\r\x1c\r\x0bB\r\x1c\r\x0bC";
+        let mut reader = data;
+        let mut buf = Vec::new();
+        let a = read_block(&mut reader, &mut buf, 100).await.ok().flatten();
+        assert_eq!(a.as_deref(), Some(&b"A\r"[..]));
+        let b = read_block(&mut reader, &mut buf, 100).await.ok().flatten();
+        assert_eq!(b.as_deref(), Some(&b"B\r"[..]));
+        assert!(matches!(
+            read_block(&mut reader, &mut buf, 100).await,
+            Ok(None)
+        ));
     }
 }

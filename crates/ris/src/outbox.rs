@@ -71,6 +71,21 @@ pub struct Row {
     pub last_error: Option<String>,
 }
 
+/// What `requeue` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requeued {
+    /// Ready again, tried at once, its give-up clock restarted.
+    Yes,
+    /// No message has this key.
+    Unknown,
+    /// It is not failed (ready or sent): nothing to do.
+    NotFailed(String),
+    /// A later version of the same study was queued after it; sending this
+    /// one now would put an older result over a newer one (requeue that
+    /// one instead).
+    Superseded(String),
+}
+
 /// The outbox.
 pub struct Outbox {
     db: Mutex<Connection>,
@@ -190,14 +205,15 @@ impl Outbox {
         Ok(t)
     }
 
-    /// The latest rows, newest first, at most `limit`.
-    pub fn list(&self, limit: u32) -> Result<Vec<Row>, OutboxError> {
+    /// The latest rows, newest first, at most `limit`; only those in
+    /// `state` when it is given.
+    pub fn list(&self, state: Option<&str>, limit: u32) -> Result<Vec<Row>, OutboxError> {
         let db = self.db();
         let mut stmt = db.prepare(
             "SELECT key, study_uid, state, attempts, last_error FROM outbox
-             ORDER BY id DESC LIMIT ?1",
+             WHERE ?1 IS NULL OR state = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
-        let rows = stmt.query_map([limit], |r| {
+        let rows = stmt.query_map(params![state, limit], |r| {
             Ok(Row {
                 key: r.get(0)?,
                 study_instance_uid: r.get(1)?,
@@ -207,6 +223,53 @@ impl Outbox {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether a message with this key is here.
+    pub fn contains(&self, key: &str) -> Result<bool, OutboxError> {
+        Ok(self
+            .db()
+            .query_row("SELECT 1 FROM outbox WHERE key = ?1", [key], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Makes a failed message ready again (an operator, once the cause is
+    /// mended), unless a later version of its study was queued after it.
+    pub fn requeue(&self, key: &str, now_ms: i64) -> Result<Requeued, OutboxError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let row: Option<(i64, String, String)> = tx
+            .query_row(
+                "SELECT id, study_uid, state FROM outbox WHERE key = ?1",
+                [key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((id, study, state)) = row else {
+            return Ok(Requeued::Unknown);
+        };
+        if state != "failed" {
+            return Ok(Requeued::NotFailed(state));
+        }
+        let later: Option<String> = tx
+            .query_row(
+                "SELECT key FROM outbox WHERE study_uid = ?1 AND id > ?2 ORDER BY id DESC LIMIT 1",
+                params![study, id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(later) = later {
+            return Ok(Requeued::Superseded(later));
+        }
+        tx.execute(
+            "UPDATE outbox SET state = 'ready', attempts = 0, next_attempt_ms = 0,
+                    last_error = NULL, created_ms = ?2
+             WHERE id = ?1",
+            params![id, now_ms],
+        )?;
+        tx.commit()?;
+        Ok(Requeued::Yes)
     }
 
     /// Deletes sent messages sent before `cutoff_ms` (retention); how many.
@@ -252,8 +315,35 @@ mod tests {
                 failed: 1
             }
         );
-        let rows = o.list(10).unwrap();
+        let rows = o.list(None, 10).unwrap();
         assert_eq!(rows[0].last_error.as_deref(), Some("AR: unsupported"));
+        assert_eq!(o.list(Some("sent"), 10).unwrap()[0].key, "C1");
         assert_eq!(o.purge_sent(21).unwrap(), 1);
+    }
+
+    #[test]
+    fn only_the_latest_failed_version_of_a_study_is_requeued() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(&dir.path().join("hl7.sqlite")).unwrap();
+        o.add("C1", "1.2", "m1", 10).unwrap();
+        o.add("C2", "1.2", "m2", 11).unwrap();
+        o.add("C3", "1.3", "m3", 12).unwrap();
+        for _ in 0..3 {
+            let d = o.next().unwrap().unwrap();
+            o.fail(d.id, "AR").unwrap();
+        }
+        assert_eq!(
+            o.requeue("C1", 50).unwrap(),
+            Requeued::Superseded("C2".into())
+        );
+        assert_eq!(o.requeue("C9", 50).unwrap(), Requeued::Unknown);
+        assert_eq!(o.requeue("C2", 50).unwrap(), Requeued::Yes);
+        assert_eq!(
+            o.requeue("C2", 50).unwrap(),
+            Requeued::NotFailed("ready".into())
+        );
+        let d = o.next().unwrap().unwrap();
+        assert_eq!((d.key.as_str(), d.attempts, d.created_ms), ("C2", 0, 50));
+        assert_eq!(o.tally().unwrap().failed, 2);
     }
 }
