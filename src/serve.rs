@@ -51,10 +51,14 @@ pub async fn run(
     // each commit, from the first analysis on (the PACS spool resumes
     // below).
     let (_results_out_stop, results_out_stopping) = tokio::sync::watch::channel(false);
+    let worklist_url = config.worklist_url();
     let results_out = cxr_ris::ResultsOut::start(
         &config.hl7,
         &config.fhir,
         &config.data_dir,
+        config
+            .worklist_is_postgres()
+            .then_some(worklist_url.as_str()),
         results_out_stopping,
     )
     .await
@@ -217,7 +221,7 @@ pub async fn run(
                 let purged = tokio::task::spawn_blocking(move || {
                     let cutoff = retention.cutoff_ms(cxr_worklist::now_ms());
                     if let Some(c) = cutoff {
-                        match cxr_ris::purge(&data_dir, c) {
+                        match cxr_ris::purge(&data_dir, shared_outbox.as_deref(), c) {
                             Ok(p) => tracing::info!(
                                 messages_sent = p.sent_messages,
                                 orders = p.orders,

@@ -47,7 +47,8 @@ pub fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
     if config.worklist_is_postgres() {
         d.sent_rows += cxr_pacs::purge_shared_outbox(&config.worklist_url(), cutoff)?;
     }
-    let ris = cxr_ris::purge(&config.data_dir, cutoff)?;
+    let shared = config.worklist_is_postgres().then(|| config.worklist_url());
+    let ris = cxr_ris::purge(&config.data_dir, shared.as_deref(), cutoff)?;
     println!(
         "purged (older than {} days): {} previews, {} heatmaps, {} events, {} images, {} studies, \
          {} sent outbox rows, {} rejected DICOM files, {} sent HL7/FHIR messages, {} RIS orders",

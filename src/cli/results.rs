@@ -63,11 +63,13 @@ pub fn run(args: &ResultsArgs) -> anyhow::Result<ExitCode> {
     if let Some(d) = &args.data_dir {
         config.data_dir = d.clone();
     }
-    let outboxes: Vec<(&str, Outbox)> = cxr_ris::existing_outboxes(&config.data_dir)
-        .context("opening the HL7/FHIR outboxes")?
-        .into_iter()
-        .filter(|(name, _)| args.interface.as_deref().is_none_or(|i| i == *name))
-        .collect();
+    let shared = config.worklist_is_postgres().then(|| config.worklist_url());
+    let outboxes: Vec<(&str, Outbox)> =
+        cxr_ris::existing_outboxes(&config.data_dir, shared.as_deref())
+            .context("opening the HL7/FHIR outboxes")?
+            .into_iter()
+            .filter(|(name, _)| args.interface.as_deref().is_none_or(|i| i == *name))
+            .collect();
     if outboxes.is_empty() {
         println!(
             "no HL7/FHIR outbox in {} ([hl7] destination / [fhir] base_url not used yet)",

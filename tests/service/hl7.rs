@@ -568,3 +568,51 @@ async fn results_reach_the_fhir_server_as_a_valid_r4_bundle_with_retries() {
     );
     server.terminate();
 }
+
+/// Two replicas on one PostgreSQL worklist share one HL7 outbox: both
+/// queue, one sends; when it is killed, the other sends what is left,
+/// each result once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_share_the_hl7_outbox_and_one_takes_over_from_a_dead_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let db = cxr_worklist::testing::ThrowawayPostgres::shared().create_database();
+    let ris_port = free_port();
+    let out = dir.path().join("received.jsonl");
+    let control = dir.path().join("mode");
+    let cfg = dir.path().join("cxr.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[hl7]\ndestination = \"127.0.0.1:{ris_port}\"\ntimeout_s = 4\n\
+             retry_initial_s = 1\nretry_max_s = 2\n"
+        ),
+    )
+    .unwrap();
+    let args = ["--config", cfg.to_str().unwrap()];
+    let env = [("CXR_WORKLIST_URL", db.clone())];
+    let a = Server::start(data_a.path(), &args, &env);
+    wait_serving(plain_channel(a.addr).await).await;
+    let b = Server::start(data_b.path(), &args, &env);
+    wait_serving(plain_channel(b.addr).await).await;
+
+    // The RIS is down: each replica queues a result.
+    analyze(a.addr, film(41, true).0).await;
+    analyze(b.addr, film(42, true).0).await;
+    a.kill_9();
+    // The RIS comes back: the replica left sends both, in order.
+    let _ris = Peer::ris(ris_port, &out, &control);
+    let r = wait_for(&out, "both results", |r| accepted(r).len() == 2);
+    let ids = accepted(&r);
+    assert!(ids[0] < ids[1], "in the order they were made: {ids:?}");
+    assert!(r.iter().all(|m| m["valid"] == true), "{r:#?}");
+    analyze(b.addr, film(43, false).0).await;
+    wait_for(&out, "a third result", |r| accepted(r).len() == 3);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(received(&out).len(), 3, "each once");
+    assert!(
+        !data_b.path().join("hl7.sqlite").exists(),
+        "no outbox file of its own"
+    );
+    b.terminate();
+}

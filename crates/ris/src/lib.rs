@@ -35,13 +35,14 @@
 //! are taken over MLLP ([`orders`]) and each result goes back under the
 //! order's numbers, provider, visit and patient identifier.
 //!
-//! Not yet: a shared (PostgreSQL) outbox for replicas (each replica sends
-//! what it analysed, from its own state directory).
+//! With a PostgreSQL worklist the outboxes are a table of that database,
+//! shared by the replicas ([`outbox`]): any replica queues, one sends.
 
 pub mod fhir;
 pub mod hl7;
 pub mod orders;
 pub mod outbox;
+mod outbox_pg;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -222,11 +223,19 @@ pub fn outbox_path(data_dir: &Path, interface: &str) -> PathBuf {
     data_dir.join(format!("{interface}.sqlite"))
 }
 
-/// The interfaces' outboxes that exist in a data directory: (interface,
-/// outbox).
-pub fn existing_outboxes(data_dir: &Path) -> Result<Vec<(&'static str, Outbox)>, OutboxError> {
+/// The interfaces' outboxes: in the shared database at `shared` (the
+/// PostgreSQL worklist's URL) when given, else those that exist in the
+/// data directory. (interface, outbox).
+pub fn existing_outboxes(
+    data_dir: &Path,
+    shared: Option<&str>,
+) -> Result<Vec<(&'static str, Outbox)>, OutboxError> {
     let mut out = Vec::new();
     for name in ["hl7", "fhir"] {
+        if let Some(url) = shared {
+            out.push((name, Outbox::open_shared(url, name)?));
+            continue;
+        }
         let path = outbox_path(data_dir, name);
         if path.exists() {
             out.push((name, Outbox::open(&path)?));
@@ -246,9 +255,10 @@ pub struct Purged {
 
 /// Retention: deletes messages sent, and orders received, before
 /// `cutoff_ms` (failed and waiting messages are kept).
-pub fn purge(data_dir: &Path, cutoff_ms: i64) -> Result<Purged, SetupError> {
+/// `shared`: the PostgreSQL worklist's URL, when the outboxes are there.
+pub fn purge(data_dir: &Path, shared: Option<&str>, cutoff_ms: i64) -> Result<Purged, SetupError> {
     let mut p = Purged::default();
-    for (_, outbox) in existing_outboxes(data_dir)? {
+    for (_, outbox) in existing_outboxes(data_dir, shared)? {
         p.sent_messages += outbox.purge_sent(cutoff_ms)?;
     }
     let orders = data_dir.join("orders.sqlite");
@@ -622,12 +632,15 @@ pub enum SetupError {
 impl ResultsOut {
     /// Opens the outboxes in `data_dir` and starts a sender for each
     /// configured interface (none when neither `[hl7]` nor `[fhir]` is
-    /// set), and the order listener when `[hl7] order_listen` is set. The
-    /// tasks stop when `stopping` turns true or is dropped.
+    /// set), and the order listener when `[hl7] order_listen` is set. With
+    /// `shared` (the PostgreSQL worklist's URL), the outboxes are in that
+    /// database, shared by the replicas. The tasks stop when `stopping`
+    /// turns true or is dropped.
     pub async fn start(
         hl7: &Hl7Config,
         fhir: &FhirConfig,
         data_dir: &Path,
+        shared: Option<&str>,
         stopping: watch::Receiver<bool>,
     ) -> Result<ResultsOut, SetupError> {
         let mut out = ResultsOut::default();
@@ -685,7 +698,7 @@ impl ResultsOut {
                 parties: hl7.parties(),
                 timeout: Duration::from_secs(hl7.timeout_s.max(1)),
             };
-            out.add(interface, hl7.retry(), data_dir, stopping.clone())?;
+            out.add(interface, hl7.retry(), data_dir, shared, stopping.clone())?;
         }
         if let Some(base) = fhir.base_url.clone() {
             let uri: http::Uri = base
@@ -719,7 +732,7 @@ impl ResultsOut {
                 max_s: fhir.retry_max_s,
                 give_up_after_h: fhir.give_up_after_h,
             };
-            out.add(interface, retry, data_dir, stopping)?;
+            out.add(interface, retry, data_dir, shared, stopping)?;
         }
         Ok(out)
     }
@@ -729,9 +742,13 @@ impl ResultsOut {
         interface: I,
         retry: Retry,
         data_dir: &Path,
+        shared: Option<&str>,
         stopping: watch::Receiver<bool>,
     ) -> Result<(), SetupError> {
-        let outbox = Arc::new(Outbox::open(&outbox_path(data_dir, I::NAME))?);
+        let outbox = Arc::new(match shared {
+            Some(url) => Outbox::open_shared(url, I::NAME)?,
+            None => Outbox::open(&outbox_path(data_dir, I::NAME))?,
+        });
         let wake = Arc::new(Notify::new());
         let interface = Arc::new(interface);
         self.sinks.push(Arc::new(Sink {
@@ -775,9 +792,17 @@ async fn deliver<I: Interface>(
         if *stopping.borrow() {
             return;
         }
+        // In a shared outbox one replica sends; the others wait their turn.
         let next = {
             let outbox = Arc::clone(&outbox);
-            tokio::task::spawn_blocking(move || outbox.next()).await
+            tokio::task::spawn_blocking(move || {
+                if outbox.lead()? {
+                    outbox.next()
+                } else {
+                    Ok(None)
+                }
+            })
+            .await
         };
         let due = match next {
             Ok(Ok(due)) => due,

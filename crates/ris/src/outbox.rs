@@ -26,6 +26,9 @@ pub enum OutboxError {
     /// The outbox database failed.
     #[error("outbox database: {0}")]
     Database(#[from] rusqlite::Error),
+    /// The shared (PostgreSQL) outbox failed.
+    #[error("shared outbox: {0}")]
+    Shared(String),
 }
 
 /// A message due to be sent.
@@ -54,6 +57,21 @@ pub struct Tally {
     pub sent: u64,
     /// Rejected or given up.
     pub failed: u64,
+}
+
+impl Tally {
+    /// Counts from `(state, rows)` pairs.
+    pub(crate) fn from_counts(rows: impl IntoIterator<Item = (String, u64)>) -> Tally {
+        let mut t = Tally::default();
+        for (state, n) in rows {
+            match state.as_str() {
+                "ready" => t.ready = n,
+                "sent" => t.sent = n,
+                _ => t.failed += n,
+            }
+        }
+        t
+    }
 }
 
 /// A listed row (no message body: it holds patient data).
@@ -86,14 +104,126 @@ pub enum Requeued {
     Superseded(String),
 }
 
-/// The outbox.
+/// The outbox of one interface: a SQLite file in the replica's data
+/// directory, or a table in the PostgreSQL worklist database that every
+/// replica shares ([`Outbox::open_shared`]).
 pub struct Outbox {
-    db: Mutex<Connection>,
+    backend: Backend,
+}
+
+enum Backend {
+    Local(LocalOutbox),
+    Shared(super::outbox_pg::PgOutbox),
+}
+
+/// Calls the same method on whichever outbox this is.
+macro_rules! each {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match &$self.backend {
+            Backend::Local(o) => o.$method($($arg),*),
+            Backend::Shared(o) => o.$method($($arg),*),
+        }
+    };
 }
 
 impl Outbox {
-    /// Opens (or creates) the outbox at `path`.
+    /// Opens (or creates) the outbox file at `path`.
     pub fn open(path: &Path) -> Result<Outbox, OutboxError> {
+        Ok(Outbox {
+            backend: Backend::Local(LocalOutbox::open(path)?),
+        })
+    }
+
+    /// Opens (creating its table) the outbox of `interface` (`hl7`,
+    /// `fhir`) in the PostgreSQL database at `url`, shared by every replica.
+    pub fn open_shared(url: &str, interface: &str) -> Result<Outbox, OutboxError> {
+        Ok(Outbox {
+            backend: Backend::Shared(super::outbox_pg::PgOutbox::open(url, interface)?),
+        })
+    }
+
+    /// Whether this is the shared outbox.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Shared(_))
+    }
+
+    /// Whether this process is to send now: always for a file of its own;
+    /// in the shared outbox, for the one replica holding the interface's
+    /// sender lock (taken here when free).
+    pub fn lead(&self) -> Result<bool, OutboxError> {
+        match &self.backend {
+            Backend::Local(_) => Ok(true),
+            Backend::Shared(o) => o.lead(),
+        }
+    }
+
+    /// Queues a message (durable when it returns); `false` when a message
+    /// with this key was queued before.
+    pub fn add(
+        &self,
+        key: &str,
+        study_uid: &str,
+        message: &str,
+        now_ms: i64,
+    ) -> Result<bool, OutboxError> {
+        each!(self.add(key, study_uid, message, now_ms))
+    }
+
+    /// The oldest message waiting, whether or not its time has come.
+    pub fn next(&self) -> Result<Option<Due>, OutboxError> {
+        each!(self.next())
+    }
+
+    /// Accepted by the peer.
+    pub fn sent(&self, id: i64, now_ms: i64) -> Result<(), OutboxError> {
+        each!(self.sent(id, now_ms))
+    }
+
+    /// Failed this time; tried again at `next_attempt_ms`.
+    pub fn retry(&self, id: i64, error: &str, next_attempt_ms: i64) -> Result<(), OutboxError> {
+        each!(self.retry(id, error, next_attempt_ms))
+    }
+
+    /// Rejected, or given up: kept, not tried again.
+    pub fn fail(&self, id: i64, error: &str) -> Result<(), OutboxError> {
+        each!(self.fail(id, error))
+    }
+
+    /// Counts by state.
+    pub fn tally(&self) -> Result<Tally, OutboxError> {
+        each!(self.tally())
+    }
+
+    /// The latest rows, newest first, at most `limit`; only those in
+    /// `state` when it is given.
+    pub fn list(&self, state: Option<&str>, limit: u32) -> Result<Vec<Row>, OutboxError> {
+        each!(self.list(state, limit))
+    }
+
+    /// Whether a message with this key is here.
+    pub fn contains(&self, key: &str) -> Result<bool, OutboxError> {
+        each!(self.contains(key))
+    }
+
+    /// Makes a failed message ready again (an operator, once the cause is
+    /// mended), unless a later version of its study was queued after it.
+    pub fn requeue(&self, key: &str, now_ms: i64) -> Result<Requeued, OutboxError> {
+        each!(self.requeue(key, now_ms))
+    }
+
+    /// Deletes messages sent before `cutoff_ms` (retention); how many.
+    pub fn purge_sent(&self, cutoff_ms: i64) -> Result<usize, OutboxError> {
+        each!(self.purge_sent(cutoff_ms))
+    }
+}
+
+/// The outbox file of one replica.
+struct LocalOutbox {
+    db: Mutex<Connection>,
+}
+
+impl LocalOutbox {
+    fn open(path: &Path) -> Result<LocalOutbox, OutboxError> {
         let db = Connection::open(path)?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
@@ -113,7 +243,7 @@ impl Outbox {
             );
             CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, id);",
         )?;
-        Ok(Outbox { db: Mutex::new(db) })
+        Ok(LocalOutbox { db: Mutex::new(db) })
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -122,7 +252,7 @@ impl Outbox {
 
     /// Queues a message (durable when it returns); `false` when a message
     /// with this control ID was queued before.
-    pub fn add(
+    fn add(
         &self,
         key: &str,
         study_uid: &str,
@@ -138,7 +268,7 @@ impl Outbox {
     }
 
     /// The oldest message waiting, whether or not its time has come.
-    pub fn next(&self) -> Result<Option<Due>, OutboxError> {
+    fn next(&self) -> Result<Option<Due>, OutboxError> {
         Ok(self
             .db()
             .query_row(
@@ -160,7 +290,7 @@ impl Outbox {
     }
 
     /// Accepted by the RIS.
-    pub fn sent(&self, id: i64, now_ms: i64) -> Result<(), OutboxError> {
+    fn sent(&self, id: i64, now_ms: i64) -> Result<(), OutboxError> {
         self.db().execute(
             "UPDATE outbox SET state = 'sent', sent_ms = ?2, last_error = NULL WHERE id = ?1",
             params![id, now_ms],
@@ -169,7 +299,7 @@ impl Outbox {
     }
 
     /// Failed this time; tried again at `next_attempt_ms`.
-    pub fn retry(&self, id: i64, error: &str, next_attempt_ms: i64) -> Result<(), OutboxError> {
+    fn retry(&self, id: i64, error: &str, next_attempt_ms: i64) -> Result<(), OutboxError> {
         self.db().execute(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3
              WHERE id = ?1",
@@ -179,7 +309,7 @@ impl Outbox {
     }
 
     /// Rejected, or given up: kept, not tried again.
-    pub fn fail(&self, id: i64, error: &str) -> Result<(), OutboxError> {
+    fn fail(&self, id: i64, error: &str) -> Result<(), OutboxError> {
         self.db().execute(
             "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?2
              WHERE id = ?1",
@@ -189,25 +319,16 @@ impl Outbox {
     }
 
     /// Counts by state.
-    pub fn tally(&self) -> Result<Tally, OutboxError> {
+    fn tally(&self) -> Result<Tally, OutboxError> {
         let db = self.db();
         let mut stmt = db.prepare("SELECT state, COUNT(*) FROM outbox GROUP BY state")?;
-        let mut t = Tally::default();
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
-        for row in rows {
-            let (state, n) = row?;
-            match state.as_str() {
-                "ready" => t.ready = n,
-                "sent" => t.sent = n,
-                _ => t.failed += n,
-            }
-        }
-        Ok(t)
+        Ok(Tally::from_counts(rows.collect::<Result<Vec<_>, _>>()?))
     }
 
     /// The latest rows, newest first, at most `limit`; only those in
     /// `state` when it is given.
-    pub fn list(&self, state: Option<&str>, limit: u32) -> Result<Vec<Row>, OutboxError> {
+    fn list(&self, state: Option<&str>, limit: u32) -> Result<Vec<Row>, OutboxError> {
         let db = self.db();
         let mut stmt = db.prepare(
             "SELECT key, study_uid, state, attempts, last_error FROM outbox
@@ -226,7 +347,7 @@ impl Outbox {
     }
 
     /// Whether a message with this key is here.
-    pub fn contains(&self, key: &str) -> Result<bool, OutboxError> {
+    fn contains(&self, key: &str) -> Result<bool, OutboxError> {
         Ok(self
             .db()
             .query_row("SELECT 1 FROM outbox WHERE key = ?1", [key], |_| Ok(()))
@@ -236,7 +357,7 @@ impl Outbox {
 
     /// Makes a failed message ready again (an operator, once the cause is
     /// mended), unless a later version of its study was queued after it.
-    pub fn requeue(&self, key: &str, now_ms: i64) -> Result<Requeued, OutboxError> {
+    fn requeue(&self, key: &str, now_ms: i64) -> Result<Requeued, OutboxError> {
         let mut db = self.db();
         let tx = db.transaction()?;
         let row: Option<(i64, String, String)> = tx
@@ -273,7 +394,7 @@ impl Outbox {
     }
 
     /// Deletes sent messages sent before `cutoff_ms` (retention); how many.
-    pub fn purge_sent(&self, cutoff_ms: i64) -> Result<usize, OutboxError> {
+    fn purge_sent(&self, cutoff_ms: i64) -> Result<usize, OutboxError> {
         Ok(self.db().execute(
             "DELETE FROM outbox WHERE state = 'sent' AND sent_ms < ?1",
             [cutoff_ms],
