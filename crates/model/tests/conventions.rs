@@ -1,8 +1,9 @@
 //! Interpolation conventions against the training frameworks themselves:
 //! a real radiograph (NEMA's RG1 chest CR from the fixtures, cut to even sizes)
-//! presented by cxr-ingest, resized by our taps and by Pillow and OpenCV
-//! (`test-images/resize_reference.py`, in the test venv), at 16 and 8
-//! bits, to sizes whose ratios put sample points on pixel boundaries.
+//! presented by cxr-ingest, resized by our taps and by Pillow, OpenCV,
+//! scikit-image and TensorFlow (`test-images/resize_reference.py`, in the
+//! test venv) and PyTorch (its outputs recorded with torch 2.15, see that
+//! script), at 16 and 8 bits, to sizes whose ratios put sample points on pixel boundaries.
 //! Nearest variants must pick exactly the same pixels; the others agree
 //! within 1/255 (the frameworks round 8-bit intermediates; float cubic and
 //! Lanczos overshoot, which the model input clamps).
@@ -49,7 +50,7 @@ fn eight_bit(image: &GreyImage) -> GreyImage {
     }
 }
 
-const CONVENTIONS: [(&str, Interpolation, bool); 12] = [
+const CONVENTIONS: [(&str, Interpolation, bool); 20] = [
     ("pil_nearest", Interpolation::PilNearest, true),
     ("pil_bilinear", Interpolation::PilBilinear, false),
     ("pil_bicubic", Interpolation::PilBicubic, false),
@@ -66,6 +67,14 @@ const CONVENTIONS: [(&str, Interpolation, bool); 12] = [
     ("opencv_area", Interpolation::OpencvArea, false),
     ("opencv_cubic", Interpolation::OpencvCubic, false),
     ("skimage", Interpolation::Skimage, false),
+    ("tf_bilinear", Interpolation::OpencvLinear, false),
+    ("tf_nearest", Interpolation::TorchNearestExact, true),
+    ("tf_area", Interpolation::OpencvArea, false),
+    ("torch_nearest", Interpolation::TorchNearest, true),
+    ("torch_nearest_exact", Interpolation::TorchNearestExact, true),
+    ("torch_bilinear", Interpolation::OpencvLinear, false),
+    ("torch_bilinear_antialias", Interpolation::PilBilinear, false),
+    ("torch_bicubic", Interpolation::OpencvCubic, false),
 ];
 
 /// 150 columns from 1841 and rows from 1955 put sample points exactly on
@@ -107,6 +116,21 @@ fn each_convention_reproduces_its_framework_on_a_real_radiograph() {
         .to_string(),
     )
     .unwrap();
+    // torch's outputs are recorded (see resize_reference.py); with a Python
+    // that has torch, record them again first.
+    if let Some(torch) = std::env::var_os("CXR_TORCH_PYTHON") {
+        let out = std::process::Command::new(torch)
+            .arg(root().join("test-images/resize_reference.py"))
+            .arg("--record-torch")
+            .arg(&spec)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let out = std::process::Command::new(root().join(".venv/bin/python"))
         .arg(root().join("test-images/resize_reference.py"))
         .arg(&spec)
