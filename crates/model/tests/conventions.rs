@@ -71,9 +71,17 @@ const CONVENTIONS: [(&str, Interpolation, bool); 20] = [
     ("tf_nearest", Interpolation::TorchNearestExact, true),
     ("tf_area", Interpolation::OpencvArea, false),
     ("torch_nearest", Interpolation::TorchNearest, true),
-    ("torch_nearest_exact", Interpolation::TorchNearestExact, true),
+    (
+        "torch_nearest_exact",
+        Interpolation::TorchNearestExact,
+        true,
+    ),
     ("torch_bilinear", Interpolation::OpencvLinear, false),
-    ("torch_bilinear_antialias", Interpolation::PilBilinear, false),
+    (
+        "torch_bilinear_antialias",
+        Interpolation::PilBilinear,
+        false,
+    ),
     ("torch_bicubic", Interpolation::OpencvCubic, false),
 ];
 
