@@ -117,6 +117,7 @@ pub async fn run(
         let health = health.clone();
         let engine_config = config.engine.clone();
         let policy = config.priority.clone();
+        let reduce = config.decode.jpeg2000_reduce;
         tokio::spawn(async move {
             match tokio::task::spawn_blocking(move || Engine::load(&engine_config)).await {
                 Ok(Ok(engine)) => {
@@ -124,11 +125,10 @@ pub async fn run(
                         metrics::gauge!("cxr_model_info", "model" => m.id.clone(), "version" => m.version.clone(), "provider" => m.provider.as_str()).set(1.0);
                         tracing::info!(model = %m.id, version = %m.version, provider = %m.provider, warmup_ms = m.warmup_ms, "model serving");
                     }
-                    pipeline.set_analyzer(Arc::new(Analyzer::new(
-                        Arc::new(engine),
-                        policy,
-                        IngestLimits::default(),
-                    )));
+                    pipeline.set_analyzer(Arc::new(
+                        Analyzer::new(Arc::new(engine), policy, IngestLimits::default())
+                            .reducing_jpeg2000(reduce),
+                    ));
                     health.set_serving::<TriageServer<TriageApi>>().await;
                     health
                         .set_service_status("", tonic_health::ServingStatus::Serving)

@@ -12,6 +12,7 @@ fuzz_target!(|data: &[u8]| {
         max_side: 1024,
         max_pixels: 1 << 20,
         min_side: 16,
+        ..IngestLimits::default()
     };
     let _ = read_bytes(data, &limits);
 });

@@ -75,6 +75,11 @@ pub struct PreprocessArgs {
         value_parser = parse_interpolation
     )]
     pub interpolation: Interpolation,
+    /// JPEG 2000 at a reduced resolution level, as `serve` and `score` with
+    /// `[decode] jpeg2000_reduce = "auto"` (so training tensors match what
+    /// the service feeds the model): `auto` or `off`.
+    #[arg(long, env = "CXR_PREPROCESS_JPEG2000_REDUCE", default_value = "off")]
+    pub jpeg2000_reduce: cxr_pipeline::jpeg2000::Jpeg2000Reduce,
 }
 
 /// Files read per parallel chunk (bounds memory whatever the file count).
@@ -106,7 +111,10 @@ pub fn run(args: &PreprocessArgs) -> anyhow::Result<ExitCode> {
     let mut index_file = BufWriter::new(
         File::create(&jsonl_path).with_context(|| format!("creating {}", jsonl_path.display()))?,
     );
-    let limits = IngestLimits::default();
+    let limits = IngestLimits {
+        jpeg2000_reduce_to: args.jpeg2000_reduce.reduce_to(args.width.max(args.height)),
+        ..IngestLimits::default()
+    };
     let mut failed = 0usize;
     for chunk in args.files.chunks(CHUNK) {
         let tensors: Vec<_> = chunk
@@ -114,7 +122,15 @@ pub fn run(args: &PreprocessArgs) -> anyhow::Result<ExitCode> {
             .map(|path| {
                 dicom::read_file(path, &limits).map(|r| {
                     let mut buf = vec![0.0f32; spec.image_len()];
-                    let geometry = preprocess::write_input(&spec, &r.image, &mut buf);
+                    let mut geometry = preprocess::write_input(&spec, &r.image, &mut buf);
+                    if r.stored.reduction > 0 {
+                        // In the film's own pixels, as the service gives it.
+                        geometry = geometry.upscaled(
+                            1 << r.stored.reduction,
+                            r.pixel_module.columns,
+                            r.pixel_module.rows,
+                        );
+                    }
                     (buf, geometry)
                 })
             })

@@ -75,6 +75,7 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
         shard: args.shard,
         engine: config.engine,
         priority: config.priority,
+        jpeg2000_reduce: config.decode.jpeg2000_reduce,
         workers: args.workers,
         heatmaps: args.heatmaps,
         quiet: args.quiet,

@@ -15,6 +15,7 @@ mod pacs_results;
 mod pacs_scp;
 mod pacs_stow;
 mod pacs_support;
+mod reduced_decode;
 mod rehearsal;
 mod service_grpc;
 mod service_process;

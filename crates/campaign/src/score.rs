@@ -51,6 +51,8 @@ pub struct ScoreOptions {
     pub engine: EngineConfig,
     /// Which operating points make CRITICAL and URGENT.
     pub priority: PriorityPolicy,
+    /// JPEG 2000 at a reduced resolution level (`[decode] jpeg2000_reduce`).
+    pub jpeg2000_reduce: cxr_pipeline::jpeg2000::Jpeg2000Reduce,
     /// Decode/preprocess workers (default: one more than the cores).
     pub workers: Option<usize>,
     /// Write a heatmap overlay PNG per analysed image and finding here
@@ -228,7 +230,8 @@ pub fn score(args: &ScoreOptions) -> anyhow::Result<ScoreSummary> {
         Arc::clone(&engine),
         args.priority.clone(),
         IngestLimits::default(),
-    );
+    )
+    .reducing_jpeg2000(args.jpeg2000_reduce);
 
     let progress_file = ProgressFile {
         path: progress_path(&args.out),

@@ -64,6 +64,12 @@ pub struct IngestLimits {
     /// Smallest side of an analyzable chest film (smaller images are accepted
     /// but judged not analyzable).
     pub min_side: u32,
+    /// Decode JPEG 2000 / HTJ2K films at their lowest resolution level whose
+    /// shorter side still has at least this many pixels (each level halves
+    /// both sides; `None`: always full resolution). The image is then
+    /// smaller than Rows × Columns; [`StoredFrame::reduction`] says by how
+    /// many levels. Set from `[decode] jpeg2000_reduce`.
+    pub jpeg2000_reduce_to: Option<u32>,
 }
 
 impl Default for IngestLimits {
@@ -77,6 +83,7 @@ impl Default for IngestLimits {
             max_side: 12_000,
             max_pixels: 64_000_000,
             min_side: 256,
+            jpeg2000_reduce_to: None,
         }
     }
 }
@@ -256,8 +263,13 @@ pub fn read_bytes_identified(
         }
         None => {
             let module = pixels::pixel_module(object, limits).map_err(identified)?;
-            let stored = pixels::decode_first_frame(object, &module, &parsed.transfer_syntax)
-                .map_err(identified)?;
+            let stored = pixels::decode_first_frame(
+                object,
+                &module,
+                &parsed.transfer_syntax,
+                limits.jpeg2000_reduce_to,
+            )
+            .map_err(identified)?;
             (module, stored)
         }
     };

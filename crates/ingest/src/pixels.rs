@@ -64,6 +64,9 @@ pub struct StoredFrame {
     pub values: Vec<u16>,
     /// Which decoder produced them.
     pub decoder: Decoder,
+    /// JPEG 2000 resolution levels left out (0: full resolution): the
+    /// frame is Rows × Columns divided by `2^reduction`, rounded up.
+    pub reduction: u8,
 }
 
 impl std::fmt::Debug for StoredFrame {
@@ -263,25 +266,27 @@ fn required_u32(
     })
 }
 
-/// Decodes frame 1 into stored values.
+/// Decodes frame 1 into stored values; JPEG 2000 at a reduced resolution
+/// when `reduce_to` allows ([`crate::IngestLimits::jpeg2000_reduce_to`]).
 pub(crate) fn decode_first_frame(
     obj: &DefaultDicomObject,
     module: &PixelModule,
     transfer_syntax: &str,
+    reduce_to: Option<u32>,
 ) -> Result<StoredFrame, IngestError> {
     let element = obj
         .element_opt(tags::PIXEL_DATA)
         .ok()
         .flatten()
         .ok_or(IngestError::MissingPixelData)?;
-    let (raw, decoder) = match element.value() {
-        Value::Primitive(p) => (native_frame(p, module)?, Decoder::Native),
+    let (raw, decoder, reduced) = match element.value() {
+        Value::Primitive(p) => (native_frame(p, module)?, Decoder::Native, None),
         Value::PixelSequence(seq) => {
             let frame1 = Fragments {
                 fragments: seq.fragments(),
                 offset_table: seq.offset_table(),
             };
-            encapsulated_frame(obj, &frame1, module, transfer_syntax)?
+            encapsulated_frame(obj, &frame1, module, transfer_syntax, reduce_to)?
         }
         Value::Sequence(_) => {
             return Err(IngestError::Malformed {
@@ -289,14 +294,52 @@ pub(crate) fn decode_first_frame(
             })
         }
     };
+    let (columns, rows, reduction) = reduced.unwrap_or((module.columns, module.rows, 0));
     Ok(StoredFrame {
-        rows: module.rows,
-        columns: module.columns,
+        rows,
+        columns,
         signed: module.signed,
         bits_stored: module.bits_stored,
         values: normalise(raw, module),
         decoder,
+        reduction,
     })
+}
+
+/// JPEG 2000 at the lowest resolution level whose shorter side keeps at
+/// least `min_side` pixels: (values, columns, rows, levels left out).
+/// `None` when no reduced level qualifies, or OpenJPEG cannot give one
+/// (fewer decomposition levels than asked, an image offset, more than one
+/// component): the caller decodes in full.
+fn jpeg2000_reduced(
+    stream: &[u8],
+    module: &PixelModule,
+    min_side: u32,
+) -> Option<(Vec<u16>, u32, u32, u8)> {
+    let short = module.rows.min(module.columns);
+    let mut r = 0u32;
+    while r < 5 && short.div_ceil(1 << (r + 1)) >= min_side {
+        r += 1;
+    }
+    if r == 0 {
+        return None;
+    }
+    let params = jpeg2k::DecodeParameters::new().reduce(r);
+    let image = std::panic::catch_unwind(|| jpeg2k::Image::from_bytes_with(stream, params))
+        .ok()?
+        .ok()?;
+    let components = image.components();
+    let c = components.first()?;
+    let (w, h) = (
+        module.columns.div_ceil(1 << r),
+        module.rows.div_ceil(1 << r),
+    );
+    if components.len() != 1 || c.width() != w || c.height() != h {
+        return None;
+    }
+    // Two's complement bit patterns, as the full-resolution path gives.
+    let values = c.data().iter().map(|&v| v as u16).collect();
+    Some((values, w, h, r as u8))
 }
 
 /// The first frame of native (uncompressed, little-endian) Pixel Data
@@ -341,6 +384,7 @@ pub(crate) fn native_frame_from_bytes(
         bits_stored: module.bits_stored,
         values,
         decoder: Decoder::Native,
+        reduction: 0,
     })
 }
 
@@ -427,12 +471,17 @@ struct Fragments<'a> {
     offset_table: &'a [u32],
 }
 
+/// A frame's values as allocated, their decoder, and — when decoded at a
+/// reduced JPEG 2000 resolution — (columns, rows, levels left out).
+type Reduced = (Vec<u16>, Decoder, Option<(u32, u32, u8)>);
+
 fn encapsulated_frame(
     obj: &DefaultDicomObject,
     encapsulated: &Fragments<'_>,
     module: &PixelModule,
     transfer_syntax: &str,
-) -> Result<(Vec<u16>, Decoder), IngestError> {
+    reduce_to: Option<u32>,
+) -> Result<Reduced, IngestError> {
     let corrupt = |detail: String| corrupt_in(transfer_syntax, detail);
     let stream = frame_fragments(
         encapsulated.fragments,
@@ -446,21 +495,29 @@ fn encapsulated_frame(
     let is_dct =
         transfer_syntax == uids::JPEG_BASELINE8_BIT || transfer_syntax == uids::JPEG_EXTENDED12_BIT;
     if is_dct && jpeg12::read_frame_header(&stream).is_ok_and(|h| h.precision == 12) {
-        return decode_jpeg12(&stream, module, transfer_syntax).map(|v| (v, Decoder::Jpeg12));
+        return decode_jpeg12(&stream, module, transfer_syntax).map(|v| (v, Decoder::Jpeg12, None));
     }
     if transfer_syntax == uids::RLE_LOSSLESS {
         let pixels = module.rows as usize * module.columns as usize;
         return rle::decode_frame(&stream, pixels, module.bits_allocated)
-            .map(|v| (v, Decoder::Rle))
+            .map(|v| (v, Decoder::Rle, None))
             .map_err(|e| corrupt(e.to_string()));
     }
     let mut decoder = Decoder::Cpu;
+    let accelerated = accel::jpeg2000_decoder();
+    if let (Family::Jpeg2000, None, Some(min_side)) =
+        (codestream_family(transfer_syntax), &accelerated, reduce_to)
+    {
+        if let Some((values, w, h, r)) = jpeg2000_reduced(&stream, module, min_side) {
+            return Ok((values, Decoder::Cpu, Some((w, h, r))));
+        }
+    }
     if codestream_family(transfer_syntax) == Family::Jpeg2000 {
-        if let Some(accelerated) = accel::jpeg2000_decoder() {
+        if let Some(accelerated) = accelerated {
             let pixels = u64::from(module.rows) * u64::from(module.columns);
             match accelerated.decode(&stream, pixels) {
                 Ok(frame) if frame.width == module.columns && frame.height == module.rows => {
-                    return Ok((frame.samples, Decoder::Accelerated));
+                    return Ok((frame.samples, Decoder::Accelerated, None));
                 }
                 Ok(frame) => tracing::warn!(
                     decoder = accelerated.name(),
@@ -498,6 +555,7 @@ fn encapsulated_frame(
     Ok((
         from_le_bytes(&bytes[..expected], module.bits_allocated),
         decoder,
+        None,
     ))
 }
 
@@ -811,6 +869,7 @@ mod tests {
             bits_stored: 16,
             values: vec![0x0102, 0x0304],
             decoder: Decoder::Native,
+            reduction: 0,
         };
         let expected: String = Sha256::digest([0x02u8, 0x01, 0x04, 0x03])
             .iter()

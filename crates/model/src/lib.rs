@@ -267,6 +267,18 @@ pub struct Prepared {
     pub preprocess: Duration,
 }
 
+impl Prepared {
+    /// For an image decoded `factor` times smaller than the film (a reduced
+    /// JPEG 2000 resolution level): the geometries in the film's own
+    /// `width × height` pixels, so that heatmaps and regions are placed on
+    /// the film as it is.
+    pub fn upscale_geometry(&mut self, factor: u32, width: u32, height: u32) {
+        for (_, g) in &mut self.inputs {
+            *g = g.upscaled(factor, width, height);
+        }
+    }
+}
+
 /// Per-stage times of one analysis.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct StageTimes {
@@ -462,6 +474,15 @@ impl Engine {
     /// Batch counters of model `index` (in [`Engine::models`] order).
     pub fn batch_stats(&self, index: usize) -> Option<&BatchStats> {
         self.models.get(index).map(|m| m.batcher.stats())
+    }
+
+    /// The longest side of any model's input, pixels.
+    pub fn max_input_side(&self) -> u32 {
+        self.models
+            .iter()
+            .map(|m| m.spec.width.max(m.spec.height))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Requests queued across all models now.

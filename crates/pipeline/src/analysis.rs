@@ -41,6 +41,9 @@ pub struct Decoded {
     pub decode_ms: f64,
     /// Which decoder read the pixels, when they could be read.
     pub decoder: Option<cxr_ingest::Decoder>,
+    /// When `image` is a reduced JPEG 2000 resolution level: (levels left
+    /// out, the film's columns, rows).
+    pub reduced: Option<(u8, u32, u32)>,
 }
 
 /// What became of one image.
@@ -170,6 +173,13 @@ impl Analyzer {
         &self.engine
     }
 
+    /// Decodes JPEG 2000 films at a reduced resolution level as `mode`
+    /// says, for this engine's models.
+    pub fn reducing_jpeg2000(mut self, mode: crate::jpeg2000::Jpeg2000Reduce) -> Analyzer {
+        self.limits.jpeg2000_reduce_to = mode.reduce_to(self.engine.max_input_side());
+        self
+    }
+
     /// The ingest limits.
     pub fn limits(&self) -> &IngestLimits {
         &self.limits
@@ -196,6 +206,11 @@ impl Analyzer {
                 image: Some(Arc::new(radiograph.image)),
                 decode_ms: 0.0,
                 decoder: Some(radiograph.stored.decoder),
+                reduced: (radiograph.stored.reduction > 0).then_some((
+                    radiograph.stored.reduction,
+                    radiograph.pixel_module.columns,
+                    radiograph.pixel_module.rows,
+                )),
             },
             Err((error, None)) => return Err(PipelineError::NotDicom(error.to_string())),
             Err((error, Some(meta))) => {
@@ -211,6 +226,7 @@ impl Analyzer {
                     }),
                     decode_ms: 0.0,
                     decoder: None,
+                    reduced: None,
                 }
             }
         };
@@ -260,6 +276,7 @@ impl Analyzer {
                         )),
                         decode_ms: started.elapsed().as_secs_f64() * 1e3,
                         decoder: None,
+                        reduced: None,
                     },
                     None,
                 ))
@@ -271,7 +288,14 @@ impl Analyzer {
     /// read (`None` when they will not).
     pub fn prepare(&self, decoded: &Decoded) -> Option<Prepared> {
         match (&decoded.reason, &decoded.image) {
-            (None, Some(image)) => Some(self.engine.prepare(image)),
+            (None, Some(image)) => {
+                let mut prepared = self.engine.prepare(image);
+                // Heatmaps and regions in the film's own pixels.
+                if let Some((levels, columns, rows)) = decoded.reduced {
+                    prepared.upscale_geometry(1 << levels, columns, rows);
+                }
+                Some(prepared)
+            }
             _ => None,
         }
     }
@@ -301,7 +325,10 @@ impl Analyzer {
             decoder: decoded.decoder,
             ..Timings::default()
         };
-        let image_size = decoded.image.as_ref().map(|i| (i.width, i.height));
+        let image_size = match decoded.reduced {
+            Some((_, columns, rows)) => Some((columns, rows)),
+            None => decoded.image.as_ref().map(|i| (i.width, i.height)),
+        };
         let mut reason = decoded.reason;
         let mut findings = Vec::new();
         let mut provenance = Vec::new();

@@ -46,6 +46,45 @@ impl FromStr for Jpeg2000Choice {
     }
 }
 
+/// Whether JPEG 2000 / HTJ2K films are decoded at a reduced resolution
+/// level when the models need far fewer pixels (`[decode]
+/// jpeg2000_reduce`). This changes pixels: the README gives the measured
+/// effect on scores and heatmaps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Jpeg2000Reduce {
+    /// Always full resolution.
+    #[default]
+    Off,
+    /// The lowest level whose shorter side keeps at least twice the largest
+    /// model input side (so the area resampler still averages at least
+    /// 2 × 2 pixels per input pixel).
+    Auto,
+}
+
+impl Jpeg2000Reduce {
+    /// The smallest decoded side for models whose largest input side is
+    /// `max_input_side` ([`cxr_ingest::IngestLimits::jpeg2000_reduce_to`]).
+    pub fn reduce_to(self, max_input_side: u32) -> Option<u32> {
+        match self {
+            Jpeg2000Reduce::Off => None,
+            Jpeg2000Reduce::Auto if max_input_side > 0 => Some(2 * max_input_side),
+            Jpeg2000Reduce::Auto => None,
+        }
+    }
+}
+
+impl FromStr for Jpeg2000Reduce {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" => Ok(Jpeg2000Reduce::Off),
+            "auto" => Ok(Jpeg2000Reduce::Auto),
+            other => Err(format!("`{other}`: expected auto or off")),
+        }
+    }
+}
+
 /// `[decode]`: how compressed films are decoded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -58,6 +97,9 @@ pub struct DecodeConfig {
     pub library: Option<PathBuf>,
     /// Most films decoded on the GPU in one call.
     pub max_batch: usize,
+    /// JPEG 2000 at a reduced resolution level on the CPU (`auto`), or
+    /// always in full (`off`, the default).
+    pub jpeg2000_reduce: Jpeg2000Reduce,
 }
 
 impl Default for DecodeConfig {
@@ -66,6 +108,7 @@ impl Default for DecodeConfig {
             jpeg2000: Jpeg2000Choice::Auto,
             library: None,
             max_batch: 16,
+            jpeg2000_reduce: Jpeg2000Reduce::Off,
         }
     }
 }

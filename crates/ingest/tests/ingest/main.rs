@@ -6,4 +6,5 @@ mod common;
 mod ingest_bad_input;
 mod ingest_fixtures;
 mod ingest_pixel_semantics;
+mod reduced;
 mod synth_ingest;

@@ -30,6 +30,20 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// The same mapping for the image `factor` times larger (`width ×
+    /// height`, each pixel of this image covering `factor × factor` of
+    /// it): what a reduced JPEG 2000 resolution level is to its film.
+    pub fn upscaled(self, factor: u32, width: u32, height: u32) -> Geometry {
+        let f = f64::from(factor.max(1));
+        Geometry {
+            image_width: width,
+            image_height: height,
+            scale_x: self.scale_x / f,
+            scale_y: self.scale_y / f,
+            ..self
+        }
+    }
+
     /// The geometry `mode` gives for an image of `w × h` and a model input of
     /// `mw × mh`. All sizes must be non-zero (ingest guarantees it for images,
     /// manifest validation for models).
