@@ -44,6 +44,10 @@ pub enum Decoder {
     Jpeg12,
     /// The CPU codec libraries (OpenJPEG, CharLS, jpeg-decoder).
     Cpu,
+    /// OpenJPEG at a reduced JPEG 2000 resolution level
+    /// ([`crate::IngestLimits::jpeg2000_reduce_to`]): the image is smaller
+    /// than the film.
+    CpuReduced,
     /// The installed [`CodestreamDecoder`] (e.g. the GPU).
     Accelerated,
     /// The installed decoder failed on this stream; the CPU decoded it.
@@ -58,6 +62,7 @@ impl Decoder {
             Decoder::Rle => "rle",
             Decoder::Jpeg12 => "jpeg12",
             Decoder::Cpu => "cpu",
+            Decoder::CpuReduced => "cpu_reduced",
             Decoder::Accelerated => "accelerated",
             Decoder::Fallback => "fallback",
         }

@@ -509,7 +509,7 @@ fn encapsulated_frame(
         (codestream_family(transfer_syntax), &accelerated, reduce_to)
     {
         if let Some((values, w, h, r)) = jpeg2000_reduced(&stream, module, min_side) {
-            return Ok((values, Decoder::Cpu, Some((w, h, r))));
+            return Ok((values, Decoder::CpuReduced, Some((w, h, r))));
         }
     }
     if codestream_family(transfer_syntax) == Family::Jpeg2000 {

@@ -46,6 +46,7 @@ fn jpeg2000_films_decode_at_the_level_asked_and_match_the_full_image() {
         let full = read_file(&fixture(name), &full_limits).unwrap();
         let reduced = read_file(&fixture(name), &reduced_limits).unwrap();
         assert_eq!(full.stored.reduction, 0);
+        assert_eq!(reduced.stored.decoder.as_str(), "cpu_reduced", "recorded");
         // 1841 × 1955: two levels down is 461 × 489, the last above 460.
         assert_eq!(reduced.stored.reduction, 2, "{name}");
         assert_eq!(
