@@ -15,8 +15,6 @@
 //! threads (it blocks on a runtime of its own), and the outbox is called
 //! from both: every statement runs on one thread of the outbox's own.
 
-use std::sync::{mpsc, Mutex};
-
 use postgres::Client;
 
 use super::config::RetryPolicy;
@@ -56,19 +54,12 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE pacs_outbox (
 const SELECT: &str = "SELECT id, sop_instance_uid, sop_class_uid, kind, study_uid, state,
     attempts, last_error, created_ms, sent_ms, data FROM pacs_outbox";
 
-type Job = Box<dyn FnOnce(&mut Option<Client>) + Send>;
-
 /// The shared outbox.
 pub(crate) struct PgOutbox {
-    jobs: Mutex<mpsc::Sender<Job>>,
-    url: String,
+    db: cxr_worklist::PgThread<()>,
     /// This process, as a lease owner.
     owner: String,
     retry: RetryPolicy,
-}
-
-fn pg(e: postgres::Error) -> OutboxError {
-    OutboxError::Shared(e.to_string())
 }
 
 /// PostgreSQL text cannot hold NUL.
@@ -103,20 +94,8 @@ impl PgOutbox {
         owner: &str,
         retry: RetryPolicy,
     ) -> Result<PgOutbox, OutboxError> {
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("cxr-outbox-pg".into())
-            .spawn(move || {
-                let mut client: Option<Client> = None;
-                // Ends when the outbox is dropped; the client closes here.
-                for job in rx {
-                    job(&mut client);
-                }
-            })
-            .map_err(|e| OutboxError::Shared(format!("outbox thread: {e}")))?;
         let outbox = PgOutbox {
-            jobs: Mutex::new(tx),
-            url: url.to_string(),
+            db: cxr_worklist::PgThread::spawn("cxr-outbox-pg", url).map_err(OutboxError::Shared)?,
             owner: text(owner),
             retry,
         };
@@ -142,40 +121,12 @@ impl PgOutbox {
         Ok(outbox)
     }
 
-    /// Runs `f` on the outbox's thread with a live connection (made again
-    /// if the last one broke).
+    /// Runs `f` on the outbox's thread with a live connection.
     fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send + 'static,
     ) -> Result<T, OutboxError> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        let url = self.url.clone();
-        let job: Job = Box::new(move |slot: &mut Option<Client>| {
-            if slot.as_ref().is_none_or(Client::is_closed) {
-                match cxr_worklist::connect_postgres(&url) {
-                    Ok(c) => *slot = Some(c),
-                    Err(e) => {
-                        let _ = tx.send(Err(OutboxError::Shared(e)));
-                        return;
-                    }
-                }
-            }
-            let Some(client) = slot.as_mut() else {
-                return;
-            };
-            let result = f(client).map_err(pg);
-            if client.is_closed() {
-                *slot = None;
-            }
-            let _ = tx.send(result);
-        });
-        self.jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(job)
-            .map_err(|_| OutboxError::Shared("outbox thread gone".into()))?;
-        rx.recv()
-            .map_err(|_| OutboxError::Shared("outbox thread gone".into()))?
+        self.db.run(move |c, ()| f(c)).map_err(OutboxError::Shared)
     }
 
     pub(crate) fn add(

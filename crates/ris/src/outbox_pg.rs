@@ -10,12 +10,8 @@
 //! stranded on a replica that is gone. The rest is as in the SQLite
 //! outbox ([`super::outbox`]).
 //!
-//! The synchronous PostgreSQL client must not run on an async runtime's
-//! threads, and the outbox is called from both: every statement runs on
-//! one thread of the outbox's own, on one connection, which also holds
-//! the lock.
-
-use std::sync::{mpsc, Mutex};
+//! Every statement runs on one thread of the outbox's own, on one
+//! connection, which also holds the lock ([`cxr_worklist::PgThread`]).
 
 use postgres::Client;
 
@@ -43,23 +39,11 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS cxr_results_outbox (
     CREATE INDEX IF NOT EXISTS cxr_results_outbox_state
         ON cxr_results_outbox (interface, state, id);";
 
-/// The thread's connection, and whether it holds the sender lock.
-struct Session {
-    client: Option<Client>,
-    sender: bool,
-}
-
-type Job = Box<dyn FnOnce(&mut Session) + Send>;
-
-/// The shared outbox of one interface.
+/// The shared outbox of one interface. The connection's state: whether it
+/// holds the sender lock (false again on a new connection).
 pub(crate) struct PgOutbox {
-    jobs: Mutex<mpsc::Sender<Job>>,
-    url: String,
+    db: cxr_worklist::PgThread<bool>,
     interface: String,
-}
-
-fn pg(e: postgres::Error) -> OutboxError {
-    OutboxError::Shared(e.to_string())
 }
 
 /// PostgreSQL text cannot hold NUL.
@@ -70,24 +54,9 @@ fn text(s: &str) -> String {
 impl PgOutbox {
     /// Connects to `url` and creates the table when it is missing.
     pub(crate) fn open(url: &str, interface: &str) -> Result<PgOutbox, OutboxError> {
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("cxr-results-pg".into())
-            .spawn(move || {
-                let mut session = Session {
-                    client: None,
-                    sender: false,
-                };
-                // Ends when the outbox is dropped; the connection (and the
-                // lock) closes here.
-                for job in rx {
-                    job(&mut session);
-                }
-            })
-            .map_err(|e| OutboxError::Shared(format!("outbox thread: {e}")))?;
         let outbox = PgOutbox {
-            jobs: Mutex::new(tx),
-            url: url.to_string(),
+            db: cxr_worklist::PgThread::spawn("cxr-results-pg", url)
+                .map_err(OutboxError::Shared)?,
             interface: text(interface),
         };
         outbox.run(|c, _| {
@@ -99,42 +68,13 @@ impl PgOutbox {
         Ok(outbox)
     }
 
-    /// Runs `f` on the outbox's thread with a live connection (made again,
-    /// without the sender lock, if the last one broke).
+    /// Runs `f` on the outbox's thread with a live connection and whether
+    /// it holds the sender lock.
     fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Client, &mut bool) -> Result<T, postgres::Error> + Send + 'static,
     ) -> Result<T, OutboxError> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        let url = self.url.clone();
-        let job: Job = Box::new(move |s: &mut Session| {
-            if s.client.as_ref().is_none_or(Client::is_closed) {
-                s.sender = false;
-                match cxr_worklist::connect_postgres(&url) {
-                    Ok(c) => s.client = Some(c),
-                    Err(e) => {
-                        let _ = tx.send(Err(OutboxError::Shared(e)));
-                        return;
-                    }
-                }
-            }
-            let Some(client) = s.client.as_mut() else {
-                return;
-            };
-            let result = f(client, &mut s.sender).map_err(pg);
-            if client.is_closed() {
-                s.client = None;
-                s.sender = false;
-            }
-            let _ = tx.send(result);
-        });
-        self.jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(job)
-            .map_err(|_| OutboxError::Shared("outbox thread gone".into()))?;
-        rx.recv()
-            .map_err(|_| OutboxError::Shared("outbox thread gone".into()))?
+        self.db.run(f).map_err(OutboxError::Shared)
     }
 
     /// Whether this replica sends (it holds the interface's lock, taking

@@ -15,6 +15,7 @@
 //! A result is committed before `put_image` returns; a re-sent image (same
 //! SOP Instance UID) replaces its result, never duplicates it.
 
+mod pg_thread;
 mod postgres;
 mod shared;
 mod sqlite;
@@ -23,6 +24,7 @@ pub mod testing;
 
 use serde::{Deserialize, Serialize};
 
+pub use pg_thread::PgThread;
 pub use postgres::{connect_postgres, PostgresStore};
 pub use sqlite::SqliteStore;
 
