@@ -449,29 +449,29 @@ impl Interface for Fhir {
     }
 }
 
-/// The pipeline's [`ResultSink`] that queues a message per filed result.
-struct Sink<I: Interface> {
+/// One interface's queue: how a result becomes its message, and the
+/// outbox it waits in.
+trait Lane: Send + Sync {
+    /// `hl7`, `fhir`.
+    fn name(&self) -> &'static str;
+    /// Makes the result's message and queues it (durable when it returns).
+    fn queue(&self, result: &StudyResult);
+}
+
+struct Queue<I: Interface> {
     interface: Arc<I>,
     outbox: Arc<Outbox>,
     wake: Arc<Notify>,
-    orders: Option<Arc<OrderStore>>,
 }
 
-impl<I: Interface> ResultSink for Sink<I> {
-    fn filed(&self, store: &dyn WorklistStore, filed: &Filed) {
+impl<I: Interface> Lane for Queue<I> {
+    fn name(&self) -> &'static str {
+        I::NAME
+    }
+
+    fn queue(&self, result: &StudyResult) {
         let name = I::NAME;
-        let Some(mut result) = study_result(store, filed) else {
-            metrics::counter!("cxr_results_out_total", "interface" => name, "outcome" => "not_made")
-                .increment(1);
-            return;
-        };
-        if let (Some(orders), false) = (&self.orders, result.accession_number.is_empty()) {
-            match orders.get(&result.accession_number) {
-                Ok(order) => result.order = order,
-                Err(e) => tracing::error!(error = %e, "the RIS's order could not be read"),
-            }
-        }
-        let message = self.interface.message(&result);
+        let message = self.interface.message(result);
         let key = result.control_id();
         match self
             .outbox
@@ -487,6 +487,35 @@ impl<I: Interface> ResultSink for Sink<I> {
                     .increment(1);
                 tracing::error!(interface = name, error = %e, key = %key, "a result could not be queued");
             }
+        }
+    }
+}
+
+/// The pipeline's [`ResultSink`]: each filed result is read back from the
+/// worklist once, matched to its order once, and queued for every
+/// interface.
+struct Sink {
+    lanes: Vec<Arc<dyn Lane>>,
+    orders: Option<Arc<OrderStore>>,
+}
+
+impl ResultSink for Sink {
+    fn filed(&self, store: &dyn WorklistStore, filed: &Filed) {
+        let Some(mut result) = study_result(store, filed) else {
+            for lane in &self.lanes {
+                metrics::counter!("cxr_results_out_total", "interface" => lane.name(), "outcome" => "not_made")
+                    .increment(1);
+            }
+            return;
+        };
+        if let (Some(orders), false) = (&self.orders, result.accession_number.is_empty()) {
+            match orders.get(&result.accession_number) {
+                Ok(order) => result.order = order,
+                Err(e) => tracing::error!(error = %e, "the RIS's order could not be read"),
+            }
+        }
+        for lane in &self.lanes {
+            lane.queue(&result);
         }
     }
 }
@@ -602,8 +631,11 @@ where
 /// pipeline, their outboxes, their senders running.
 #[derive(Default)]
 pub struct ResultsOut {
-    /// Add each to the pipeline ([`cxr_pipeline::Pipeline::add_sink`]).
+    /// Add each to the pipeline ([`cxr_pipeline::Pipeline::add_sink`]):
+    /// one, when any interface is configured.
     pub sinks: Vec<Arc<dyn ResultSink>>,
+    /// The configured interfaces' queues.
+    lanes: Vec<Arc<dyn Lane>>,
     /// (interface, outbox) of each.
     pub outboxes: Vec<(&'static str, Arc<Outbox>)>,
     /// The RIS's orders, when `[hl7] order_listen` is set.
@@ -734,6 +766,12 @@ impl ResultsOut {
             };
             out.add(interface, retry, data_dir, shared, stopping)?;
         }
+        if !out.lanes.is_empty() {
+            out.sinks.push(Arc::new(Sink {
+                lanes: out.lanes.clone(),
+                orders: out.orders.clone(),
+            }));
+        }
         Ok(out)
     }
 
@@ -751,11 +789,10 @@ impl ResultsOut {
         });
         let wake = Arc::new(Notify::new());
         let interface = Arc::new(interface);
-        self.sinks.push(Arc::new(Sink {
+        self.lanes.push(Arc::new(Queue {
             interface: Arc::clone(&interface),
             outbox: Arc::clone(&outbox),
             wake: Arc::clone(&wake),
-            orders: self.orders.clone(),
         }));
         gauges(I::NAME, &outbox);
         tokio::spawn(deliver(
