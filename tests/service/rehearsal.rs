@@ -188,7 +188,7 @@ async fn two_replicas_behind_nginx_on_postgresql_survive_a_kill_9() {
                 "[dicom]\nenabled = true\nae_title = \"CXR_TRIAGE\"\nlisten = \"127.0.0.1:{}\"\n\
                  stow_listen = \"127.0.0.1:{stow}\"\nstudy_quiet_s = 1\nsend_sc = false\n\
                  destination = {{ ae_title = \"STORESCP\", host = \"127.0.0.1\", port = {pacs_port} }}\n\
-                 [dicom.retry]\ninitial_s = 1\nmax_s = 2\n",
+                 timeout_s = 10\n[dicom.retry]\ninitial_s = 1\nmax_s = 2\n",
                 free_port()
             ),
         )
@@ -446,7 +446,14 @@ async fn two_replicas_behind_nginx_on_postgresql_survive_a_kill_9() {
     }
     replica_b.kill_9();
     let mut pacs = storescp(pacs_dir.path(), pacs_port);
-    wait_received(pacs_dir.path(), STOW_FILMS + STOW_FILMS / 2).await;
+    // A batch the killed replica had leased mid-send (association open)
+    // waits out its send lease (120 s) before the survivor takes it.
+    wait_received_within(
+        pacs_dir.path(),
+        STOW_FILMS + STOW_FILMS / 2,
+        Duration::from_secs(120 + 120),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         sent(metrics_a),
@@ -499,7 +506,12 @@ fn post_films(port: u16, first: u64, n: usize) {
 
 /// Waits until PACS has `n` results.
 async fn wait_received(dir: &Path, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(180);
+    wait_received_within(dir, n, Duration::from_secs(180)).await;
+}
+
+/// Waits until PACS has `n` results, at most `limit`.
+async fn wait_received_within(dir: &Path, n: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
     while received(dir).len() < n {
         assert!(
             Instant::now() < deadline,

@@ -245,6 +245,19 @@ impl Outbox {
         each!(self.mark_failed(entry, error, now_ms))
     }
 
+    /// Records one failure for every entry of a batch that never reached
+    /// the destination (no association), in one transaction: the batch's
+    /// leases are given back together, so a replica killed meanwhile
+    /// strands none of them until their lease runs out.
+    pub fn mark_all_failed(
+        &self,
+        entries: &[Entry],
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), OutboxError> {
+        each!(self.mark_all_failed(entries, error, now_ms))
+    }
+
     /// Counts by state.
     pub fn counts(&self) -> Result<Counts, OutboxError> {
         each!(self.counts())
@@ -429,6 +442,26 @@ impl LocalOutbox {
             "UPDATE outbox SET attempts = ?2, next_attempt_ms = ?3, last_error = ?4 WHERE id = ?1",
             params![entry.id, attempts, next, error],
         )?;
+        Ok(())
+    }
+
+    fn mark_all_failed(
+        &self,
+        entries: &[Entry],
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), OutboxError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        for entry in entries {
+            let attempts = entry.attempts + 1;
+            let next = now_ms + self.retry.backoff_ms(attempts);
+            tx.execute(
+                "UPDATE outbox SET attempts = ?2, next_attempt_ms = ?3, last_error = ?4 WHERE id = ?1",
+                params![entry.id, attempts, next, error],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -621,6 +654,26 @@ mod tests {
         assert_eq!((counts.sent, counts.failed), (1, 1));
         assert_eq!(outbox.add("S1", &[object("1.1")], 3_600_002).unwrap(), 1);
         assert_eq!(outbox.counts().unwrap().held, 1);
+    }
+
+    #[test]
+    fn a_batch_that_found_no_destination_counts_one_attempt_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path(), RetryPolicy::default()).unwrap();
+        outbox
+            .add("S1", &[object("3.1"), object("3.2")], 0)
+            .unwrap();
+        outbox.release_study("S1").unwrap();
+        let due = outbox.due(10, 10).unwrap();
+        assert_eq!(due.len(), 2);
+        outbox.mark_all_failed(&due, "refused", 10).unwrap();
+        assert!(outbox.due(11, 10).unwrap().is_empty(), "backing off");
+        let at = outbox.next_due_in(0).unwrap().unwrap();
+        let again = outbox.due(at, 10).unwrap();
+        assert_eq!(again.len(), 2);
+        assert!(again
+            .iter()
+            .all(|e| e.attempts == 1 && e.last_error.as_deref() == Some("refused")));
     }
 
     #[test]

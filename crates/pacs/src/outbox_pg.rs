@@ -288,6 +288,38 @@ impl PgOutbox {
         })
     }
 
+    pub(crate) fn mark_all_failed(
+        &self,
+        entries: &[Entry],
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), OutboxError> {
+        let rows: Vec<(i64, i32, i64)> = entries
+            .iter()
+            .map(|e| {
+                let attempts = e.attempts + 1;
+                (
+                    e.id,
+                    attempts as i32,
+                    now_ms + self.retry.backoff_ms(attempts),
+                )
+            })
+            .collect();
+        let error = text(error);
+        self.run(move |c| {
+            let mut tx = c.transaction()?;
+            for (id, attempts, next) in &rows {
+                tx.execute(
+                    "UPDATE pacs_outbox SET attempts = $2, next_attempt_ms = $3, last_error = $4,
+                        lease_owner = NULL, lease_until = 0
+                     WHERE id = $1 AND state = 'ready'",
+                    &[id, attempts, next, &error],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
     pub(crate) fn counts(&self) -> Result<Counts, OutboxError> {
         let rows: Vec<(String, i64)> = self.run(|c| {
             Ok(c.query(
@@ -434,5 +466,28 @@ mod tests {
         assert_eq!(b.purge_sent_rows(i64::MAX).unwrap(), 2, "the sent rows go");
         let counts = b.counts().unwrap();
         assert_eq!((counts.sent, counts.ready), (0, 1), "the unsent row stays");
+    }
+
+    #[test]
+    fn a_batch_that_found_no_destination_is_given_back_at_once() {
+        let url = ThrowawayPostgres::shared().create_database();
+        let a = Outbox::open_shared(&url, "host-a:/data", RetryPolicy::default()).unwrap();
+        let b = Outbox::open_shared(&url, "host-b:/data", RetryPolicy::default()).unwrap();
+        a.add("S1", &[object("1.1"), object("1.2"), object("1.3")], 0)
+            .unwrap();
+        a.release_study("S1").unwrap();
+        let due = a.due(10, 10).unwrap();
+        assert_eq!(due.len(), 3);
+        assert!(b.due(20, 10).unwrap().is_empty(), "leased by a");
+        a.mark_all_failed(&due, "connection refused", 30).unwrap();
+        // Not stranded for the send lease: due to any replica after the
+        // first backoff, each with its attempt counted.
+        let wait = b.next_due_in(30).unwrap().unwrap();
+        assert!(wait > 0 && wait < SEND_LEASE_MS, "{wait}");
+        let again = b.due(30 + wait, 10).unwrap();
+        assert_eq!(uids(&again), uids(&due));
+        assert!(again
+            .iter()
+            .all(|e| e.attempts == 1 && e.last_error.as_deref() == Some("connection refused")));
     }
 }

@@ -75,8 +75,12 @@ async fn send_batch(
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(destination = %scu.destination, error = %e, objects = due.len(), "results not sent; will retry");
-            for entry in &due {
-                record(outbox, entry, Err(e.clone())).await;
+            let outbox = Arc::clone(outbox);
+            let result =
+                tokio::task::spawn_blocking(move || outbox.mark_all_failed(&due, &e, now_ms()))
+                    .await;
+            if let Ok(Err(e)) = result {
+                tracing::error!(error = %e, "outbox state not recorded");
             }
             return;
         }
