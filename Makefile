@@ -13,7 +13,7 @@ export ORT_DYLIB_PATH
 RUST_LIB_BACKTRACE ?= 0
 export RUST_LIB_BACKTRACE
 
-.PHONY: run demo test setup-run setup-test build fixtures lint unit deploy-check image-check image image-cuda bench bench-baseline bench-pipeline fuzz clean-fixtures
+.PHONY: run demo test setup-run setup-test build fixtures lint unit deploy-check image-check image image-cuda bench bench-baseline bench-pipeline bench-reduced fuzz clean-fixtures
 
 ## run: set up, build, check the bundled models, and serve on embedded
 ## defaults (gRPC 127.0.0.1:50051, metrics 127.0.0.1:9464, data in ./data).
@@ -87,6 +87,11 @@ bench-baseline: setup-test fixtures build
 ## mix, with both ratios.
 bench-pipeline: setup-test fixtures build
 	$(PYTHON) benches/baseline/pipeline_compare.py
+
+## bench-reduced: reduced-resolution JPEG 2000 decoding against full
+## decoding on 1,000 synthetic films: speed, AUC, per-film changes.
+bench-reduced: setup-test build
+	benches/baseline/reduced_decode.sh
 
 clean-fixtures:
 	rm -rf test-images/generated

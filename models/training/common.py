@@ -60,6 +60,35 @@ class ReferenceNet(nn.Module):
         return scores, maps
 
 
+def load_onnx_weights(model, path):
+    """Loads an exported reference model (export_onnx.py) into `model`. The
+    export folds each batch norm into its convolution, so the convolutions
+    take the folded weights and biases and every batch norm becomes the
+    identity (scale 1, mean 0, variance 1 - eps); train with batch norm
+    frozen (eval mode) to keep it so. The result computes what the ONNX file
+    computes."""
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+    convs = [n for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"]
+    blocks = list(model.features)
+    if len(convs) != len(blocks) + 1:
+        raise ValueError(f"{path}: {len(convs)} convolutions, expected {len(blocks) + 1}")
+    with torch.no_grad():
+        for node, block in zip(convs, blocks):
+            conv, bn = block[0], block[1]
+            w, b = inits[node.input[1]], inits[node.input[2]]
+            conv.weight.copy_(torch.from_numpy(w))
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(torch.from_numpy(b))
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+        model.head.weight.copy_(torch.from_numpy(inits[convs[-1].input[1]]))
+        model.head.bias.copy_(torch.from_numpy(inits[convs[-1].input[2]]))
+    return model
+
+
 def load_set(name):
     """One data set made by make_data.sh: the tensors (float32 [N,1,256,256]
     in [0,1], memory-mapped), the rows that were read, labels [N,2], and per

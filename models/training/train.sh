@@ -26,6 +26,16 @@ cp out/reference.pt out/reference-stage2.pt
   --sets train-a,train-b,train-c,train-d,train-e,train-f --shift 16 --targets soft \
   --select auc+peak --out reference-stage3.pt
 ../../.venv-train/bin/python export_onnx.py --checkpoint reference-stage3.pt
+../../.venv-train/bin/python evaluate.py --out stage3-metrics.json  # v1.1, for the card's comparison
+# Stage 4 (v1.2): from the exported stage-3 model (batch norm folded and
+# frozen), a mixture covering synth's defaults: contrast 3 (train-a), the
+# default contrast 1 at small and full film sizes (train-g, -h, -j) and
+# contrast 2 (train-i); the checkpoint chosen on both validation sets.
+../../.venv-train/bin/python train_reference.py --from-onnx ../cxr-reference-v1.onnx --epochs 4 \
+  --lr 5e-4 --warmup 0 --nodule-cell-weight 30 \
+  --sets train-a,train-g,train-h,train-i,train-j --shift 16 --targets soft \
+  --select auc+peak --val val,val-d --out reference-stage4.pt
+../../.venv-train/bin/python export_onnx.py --checkpoint reference-stage4.pt
 ../../.venv-train/bin/python -W ignore make_fp16.py ../cxr-reference-v1.onnx ../cxr-reference-v1-fp16.onnx
 ../../.venv-train/bin/python evaluate.py
 ../../.venv-train/bin/python write_card.py

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import OUT, SIZE, ReferenceNet, auc, cell_targets, load_set, peak_hits, predict
+from common import OUT, SIZE, ReferenceNet, auc, cell_targets, load_onnx_weights, load_set, peak_hits, predict
 
 
 def augment(x, rng):
@@ -65,6 +65,11 @@ def main():
     ap.add_argument("--out", default="reference.pt", help="checkpoint name in out/")
     ap.add_argument("--stop-after", type=int, default=0, help="stop after this many epochs of the schedule")
     ap.add_argument("--resume", help="start from this checkpoint (second stage)")
+    ap.add_argument("--from-onnx", help="start from an exported model's weights (batch norm folded into the "
+                    "convolutions, so batch norm is frozen as the identity; implies --freeze-bn)")
+    ap.add_argument("--freeze-bn", action="store_true",
+                    help="keep batch-norm statistics fixed while training (fine-tuning)")
+    ap.add_argument("--val", default="val", help="validation sets, comma-separated; the merit is their mean")
     ap.add_argument("--warmup", type=float, default=0.15, help="share of steps warming up (0: cosine from lr)")
     ap.add_argument("--nodule-cell-weight", type=float, default=10.0,
                     help="weight of positive malignant-nodule cells (TB cells weigh 10)")
@@ -91,12 +96,16 @@ def main():
     boxes = [b for s in sets for b in s[3]]
     if args.limit:
         index, labels, boxes = index[: args.limit], labels[: args.limit], boxes[: args.limit]
-    val = load_set("val")
-    print(f"train {len(index)} images, positives {labels.sum(0)}; val {len(val[1])}", flush=True)
+    vals = {name: load_set(name) for name in args.val.split(",")}
+    print(f"train {len(index)} images, positives {labels.sum(0)}; "
+          f"val {', '.join(f'{n} {len(v[1])}' for n, v in vals.items())}", flush=True)
 
     model = ReferenceNet()
     if args.resume:
         model.load_state_dict(torch.load(args.resume, map_location="cpu"))
+    if args.from_onnx:
+        load_onnx_weights(model, args.from_onnx)
+    freeze_bn = args.freeze_bn or bool(args.from_onnx)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps = args.epochs * ((len(index) + args.batch - 1) // args.batch)
     if args.warmup > 0:
@@ -108,6 +117,10 @@ def main():
     started = time.time()
     for epoch in range(args.stop_after or args.epochs):
         model.train()
+        if freeze_bn:
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.eval()
         order = rng.permutation(len(index))
         total = 0.0
         for b in range(0, len(order), args.batch):
@@ -130,14 +143,19 @@ def main():
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(ids)
-        vs, vm = predict(model, val[0], val[1])
-        aucs = [auc(vs[:, k], val[2][:, k]) for k in range(2)]
-        hits = [peak_hits(vm, val[3], val[4], k)[0] for k in range(2)]
-        entry = {"epoch": epoch + 1, "loss": total / len(order), "val_auc": aucs, "val_peak_in_box": hits,
-                 "elapsed_s": round(time.time() - started, 1)}
+        entry = {"epoch": epoch + 1, "loss": total / len(order)}
+        merits = []
+        for name, val in vals.items():
+            vs, vm = predict(model, val[0], val[1])
+            aucs = [auc(vs[:, k], val[2][:, k]) for k in range(2)]
+            hits = [peak_hits(vm, val[3], val[4], k)[0] for k in range(2)]
+            suffix = "" if name == "val" else "_" + name.replace("-", "_")
+            entry["val_auc" + suffix], entry["val_peak_in_box" + suffix] = aucs, hits
+            merits.append(float(np.mean(aucs + hits if args.select == "auc+peak" else aucs)))
+        entry["elapsed_s"] = round(time.time() - started, 1)
         log.append(entry)
         print(json.dumps(entry), flush=True)
-        merit = float(np.mean(aucs + hits if args.select == "auc+peak" else aucs))
+        merit = float(np.mean(merits))
         if merit > best[0]:
             best = (merit, epoch + 1)
             torch.save(model.state_dict(), OUT / args.out)

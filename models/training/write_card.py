@@ -11,6 +11,10 @@ from common import OUT, ROOT
 MODELS = ROOT.parent
 M = json.loads((OUT / "reference-metrics.json").read_text())
 F = M["findings"]
+# The stage-3 model (v1.1) on the same held-out sets, when train.sh wrote it.
+BEFORE = OUT / "stage3-metrics.json"
+B = json.loads(BEFORE.read_text()) if BEFORE.exists() else None
+VERSION = "1.2.0"
 ONNX = MODELS / "cxr-reference-v1.onnx"
 
 
@@ -24,7 +28,7 @@ MANIFEST = f"""# cxr-reference-v1 — reference model trained on synthetic radio
 # thresholds and numbers written by models/training/write_card.py.
 [model]
 id = "cxr-reference-v1"
-version = "1.1.0"
+version = "{VERSION}"
 intended_use = "NOT FOR CLINICAL USE. Reference model trained on synthetic chest radiographs (cxr-triage synth) to test and benchmark the cxr-triage pipeline end to end."
 licence = "Apache-2.0"
 # Half-precision variant (make_fp16.py), used on CUDA/TensorRT when
@@ -51,8 +55,10 @@ tensor = "heatmaps"
 activation = "sigmoid"
 labels = ["tuberculosis", "malignant_nodule"]
 
-# Operating points chosen on the validation set (seed 2001):
-# screening = highest threshold with sensitivity >= 95 %;
+# Operating points chosen on the validation set at synth's default nodule
+# contrast ({M['validation_set']}, seed 2002):
+# screening = highest threshold with sensitivity >= 95 %, or, where that
+# leaves specificity below 70 %, the lowest with specificity >= 70 %;
 # high_specificity = lowest threshold with specificity >= 99.5 % (not below screening).
 [findings.tuberculosis]
 labels = ["tuberculosis"]
@@ -72,9 +78,50 @@ def rows():
         f = F[name]
         for opn in ("screening", "high_specificity"):
             o = f["operating_points"][opn]
-            out.append(f"| {name} | {opn} | {o['threshold']} | {o['heldout_sensitivity']:.3f} | {o['heldout_specificity']:.3f} |")
+            rule = f["screening_rule"] if opn == "screening" else "specificity >= 99.5 %, not below screening"
+            out.append(f"| {name} | {opn} | {rule} | {o['threshold']} | {o['heldout_sensitivity']:.3f} | "
+                       f"{o['heldout_specificity']:.3f} |")
     return "\n".join(out)
 
+
+def ci(e):
+    return f"{e['auc']:.3f} ({e['auc_ci95'][0]:.3f}–{e['auc_ci95'][1]:.3f})"
+
+
+def by_contrast():
+    out = []
+    for c, e in M["by_contrast"].items():
+        before = ""
+        if B:
+            b = B["by_contrast"][c]
+            before = f" | {b['tuberculosis']['auc']:.3f} | {b['malignant_nodule']['auc']:.3f}"
+        tb, nod = e["tuberculosis"], e["malignant_nodule"]
+        out.append(f"| {c} | {e['images']} | {ci(tb)} | {ci(nod)} | {nod['positives']} | "
+                   f"{nod['peak_in_box']:.1%} | {tb['peak_in_box']:.1%}{before} |")
+    return "\n".join(out)
+
+
+def by_size():
+    out = []
+    for key, e in M["by_size"].items():
+        size, contrast = key.split(", ")
+        tb, nod = e["tuberculosis"], e["malignant_nodule"]
+        out.append(f"| {e['size']} | {contrast.split()[-1]} | {e['images']} | {ci(tb)} | {ci(nod)} | "
+                   f"{nod['peak_in_box']:.1%} |")
+    return "\n".join(out)
+
+
+def by_diameter():
+    out = []
+    for c, per in M["nodule_by_diameter"].items():
+        cells = " | ".join(f"{e['auc']:.3f} ({e['positives']})" for e in per.values())
+        out.append(f"| {c} | {cells} |")
+    return "\n".join(out)
+
+
+DIAMETER_HEAD = " | ".join(next(iter(M["nodule_by_diameter"].values())).keys())
+BEFORE_HEAD = " | v1.1 TB AUC | v1.1 nodule AUC" if B else ""
+BEFORE_RULE = " ---: | ---: |" if B else ""
 
 CARD = f"""# cxr-reference-v1 — reference model (NOT FOR CLINICAL USE)
 
@@ -89,7 +136,7 @@ CARD = f"""# cxr-reference-v1 — reference model (NOT FOR CLINICAL USE)
 | | |
 |---|---|
 | Files | `cxr-reference-v1.onnx` ({ONNX.stat().st_size // 1024} KiB, opset 18), `cxr-reference-v1.toml` |
-| Version | 1.0.0 |
+| Version | {VERSION} |
 | Licence | Apache-2.0 |
 | Input | `image` float32 [N, 1, 256, 256], NCHW, grey in [-1, 1] (`minus_one_one`), letterboxed (aspect kept, black padding), area interpolation |
 | Outputs | `scores` [N, 2] logits (sigmoid in the manifest): tuberculosis, malignant_nodule; `heatmaps` [N, 2, 32, 32] logit maps, one per finding, cell = 8 × 8 model pixels |
@@ -114,50 +161,81 @@ heatmap peak (`tests/engine_gpu.rs`).
 ## Training data (synthetic)
 
 `models/training/make_data.sh`: `cxr-triage synth --view frontal --modality
-mixed --photometric mixed --bits mixed --nodule-contrast 3`, then
+mixed --photometric mixed --bits mixed --nodule-contrast C --size S`, then
 `cxr-triage preprocess` (the service's own preprocessing, so training sees
-exactly what serving feeds the model).
+exactly what serving feeds the model). Nodule contrast 1 is synth's default
+(nodules as subtle as on real films); "full size" is synth's default film
+(a 35–43 cm detector at 0.10–0.20 mm, up to 3000 px a side).
 
-| set | images | seed | size |
-|---|---:|---:|---|
-| train (stages 1–2) | 4,000 + 1,500 + 1,000 | 1001, 1002, 1003 | 512², 448 × 576, 608 × 480 |
-| train (stage 3 adds) | 2,500 + 2,000 + 2,000 | 1004, 1005, 1006 | 464 × 592, 592 × 464, 512² |
-| validation (checkpoints, operating points) | 800 | 2001 | 512² |
-| held-out (reported here) | 500 + 300 + 300 | 3001, 3002, 3003 | 512², 480 × 600, 576 × 448 |
+| set | images | seed | size | nodule contrast |
+|---|---:|---:|---|---:|
+| train (stages 1–2) | 4,000 + 1,500 + 1,000 | 1001, 1002, 1003 | 512², 448 × 576, 608 × 480 | 3 |
+| train (stage 3 adds) | 2,500 + 2,000 + 2,000 | 1004, 1005, 1006 | 464 × 592, 592 × 464, 512² | 3 |
+| train (stage 4: 4,000 of 1001 and) | 3,000 + 2,000 + 1,500 + 1,000 | 1007, 1008, 1009, 1010 | 512², 464 × 592, 512², full size | 1, 1, 2, 1 |
+| validation (checkpoints) | 800 + 800 | 2001, 2002 | 512² | 3, 1 |
+| validation (operating points) | 800 | 2002 | 512² | 1 |
+| held-out (reported here) | 500 + 300 + 300 + 200 | 3001, 3002, 3003, 3007 | 512², 480 × 600, 576 × 448, full size | 3 |
+| held-out (reported here) | 500 + 300 | 3004, 3006 | 512², full size | 1 |
+| held-out (reported here) | 400 | 3005 | 512² | 2 |
 
 Labels: `tuberculosis` = any TB pattern; `malignant_nodule` = a nodule that
 is spiculated or at least 10 mm (smaller smooth nodules are negatives).
-Nodules are drawn at three times synth's default contrast
-(`--nodule-contrast 3`); at the default, nodules are as faint as on real films
-and this small model does not find them reliably.
 
 Loss: binary cross-entropy on the image scores plus a per-cell binary
 cross-entropy of the heatmap logits against the ground-truth boxes (positive
-cells weighted 10 for TB, 30 for nodules from stage 2). Three stages on the
+cells weighted 10 for TB, 30 for nodules from stage 2). Four stages on the
 CPU (2 cores, PyTorch 2.15, seed 20261122): 6 epochs of a 9-epoch one-cycle
 schedule on both findings (TB learnt by epoch 3, nodules barely); 8 epochs
 from there with a cosine schedule and nodule cells weighted up; then 4 epochs
 on twice the images (six image shapes) with random shifts of up to 16 px,
 soft cell targets (each cell holds its share of the box, so the map's peak
 centres on the lesion) and the checkpoint chosen on validation AUC and
-heatmap peak-in-box together. `models/training/train.sh` reproduces
-everything (about 110 minutes on a 2-core machine).
+heatmap peak-in-box together (that was v1.1, trained and measured at
+contrast 3 only). Stage 4 (v1.2) starts from the exported v1.1 (batch norm
+folded into the convolutions and frozen) and trains 4 epochs on a mixture
+that covers synth's defaults: contrast 1 at small and full film sizes,
+contrast 2, and contrast 3 so as not to forget it; the checkpoint is chosen
+on both validation sets. `models/training/train.sh` reproduces everything
+(about two hours on a 2-core machine).
 
-## Held-out results ({M['heldout_images']} images; seeds never used in training)
+## Held-out results (seeds never used in training)
 
-| finding | ROC AUC | positives | heatmap peak inside a true box |
+At synth's default nodule contrast ({M['heldout_images']} images: {M['heldout_sets'].split(': ')[1]}):
+
+| finding | ROC AUC (95 % CI) | positives | heatmap peak inside a true box |
 |---|---:|---:|---:|
-| tuberculosis | {F['tuberculosis']['heldout_auc']:.4f} | {F['tuberculosis']['heldout_positives']} | {F['tuberculosis']['heldout_peak_in_box']:.3f} |
-| malignant_nodule | {F['malignant_nodule']['heldout_auc']:.4f} | {F['malignant_nodule']['heldout_positives']} | {F['malignant_nodule']['heldout_peak_in_box']:.3f} |
+| tuberculosis | {F['tuberculosis']['heldout_auc']:.4f} ({F['tuberculosis']['heldout_auc_ci95'][0]:.3f}–{F['tuberculosis']['heldout_auc_ci95'][1]:.3f}) | {F['tuberculosis']['heldout_positives']} | {F['tuberculosis']['heldout_peak_in_box']:.3f} |
+| malignant_nodule | {F['malignant_nodule']['heldout_auc']:.4f} ({F['malignant_nodule']['heldout_auc_ci95'][0]:.3f}–{F['malignant_nodule']['heldout_auc_ci95'][1]:.3f}) | {F['malignant_nodule']['heldout_positives']} | {F['malignant_nodule']['heldout_peak_in_box']:.3f} |
+
+Per nodule contrast (every held-out set at that contrast, small and full
+size; AUC with its 95 % bootstrap interval; peak-in-box on the positives):
+
+| nodule contrast | images | TB AUC | nodule AUC | nodule positives | nodule peak in box | TB peak in box{BEFORE_HEAD} |
+|---:|---:|---:|---:|---:|---:|---:|{BEFORE_RULE}
+{by_contrast()}
+
+Per film size:
+
+| film size | nodule contrast | images | TB AUC | nodule AUC | nodule peak in box |
+|---|---:|---:|---:|---:|---:|
+{by_size()}
+
+Nodule AUC per diameter of the film's largest malignant-looking nodule
+(positives of that size, with their count, against every negative at that
+contrast; 5–10 mm positives are the spiculated ones):
+
+| nodule contrast | {DIAMETER_HEAD} |
+|---:|{"---:|" * len(next(iter(M["nodule_by_diameter"].values())))}
+{by_diameter()}
 
 The heatmap peak is the service's: the hottest cell refined by the weighted
 centroid of its 3 × 3 neighbourhood, mapped back to image pixels; "inside" is
 strict containment in a true box of that finding.
 
-## Operating points (chosen on validation, measured on held-out)
+## Operating points (chosen on validation at the default contrast, measured on held-out at the default contrast)
 
-| finding | operating point | threshold | sensitivity | specificity |
-|---|---|---:|---:|---:|
+| finding | operating point | chosen for (on validation) | threshold | sensitivity | specificity |
+|---|---|---|---:|---:|---:|
 {rows()}
 
 `screening` is the default (URGENT on the worklist); `high_specificity`
@@ -165,20 +243,18 @@ marks CRITICAL. Real sites must choose thresholds on local data.
 
 ## Limitations
 
-- **The malignant-nodule heatmap misses the 90 % localisation target**: its
-  peak lands inside the true box for {F['malignant_nodule']['heldout_peak_in_box']:.1%} of positive held-out images.
-  About half of the misses are within 2 model pixels of a box that is itself
-  only one heatmap cell wide (the grid's 8-pixel stride limits precision); the
-  rest peak on another opacity. Softer cell targets, random shifts and more
-  training data are the next step (see `models/training/README.md`).
+- **At synth's default nodule contrast the nodule finding is weak** (AUC
+  above): such nodules are as faint as on real films, and this 0.2 M-parameter
+  model at 256² finds the large ones far better than the small ones (the
+  diameter table). It is a pipeline test fixture, not a nodule detector.
+- The screening operating points are set for 95 % sensitivity at the default
+  contrast, so at contrast 3 they flag more films than v1.1 did.
 - Synthetic anatomy and lesions only; no real-film validity whatsoever.
-- Nodules drawn at 3× the default contrast; at the default the nodule finding
-  is weak.
 - Frontal views only (the gate sets laterals aside before the model).
 - The test suite checks, on its own held-out draw (seed 4242, three image
-  shapes, real DICOM through ingest), AUC ≥ 0.95 per finding and heatmap
-  peak inside the lesion box for ≥ 90 % of positives
-  (`tests/engine_reference.rs`).
+  shapes, contrast 3, real DICOM through ingest), AUC ≥ 0.95 per finding and
+  heatmap peak inside the lesion box for ≥ 90 % of positives
+  (`crates/findings/tests/engine/engine_reference.rs`).
 """
 
 (MODELS / "cxr-reference-v1.toml").write_text(MANIFEST)

@@ -1,0 +1,71 @@
+"""Reduced-resolution JPEG 2000 decoding against full decoding, on the same
+films, through `cxr-triage score --db` (the one analysis path) twice: per-film
+score changes, verdict and priority changes, and the shift of the heatmap
+peak on films positive at the default operating point. The AUCs come from
+`cxr-triage evaluate` on the two runs' JSONL (make bench-reduced runs both).
+
+    python benches/baseline/reduced_accuracy.py OFF.sqlite AUTO.sqlite [--json OUT]
+"""
+import argparse
+import json
+import math
+import sqlite3
+import statistics
+
+
+def load(path):
+    out = {}
+    for sop, result in sqlite3.connect(path).execute("SELECT sop_uid, result FROM images WHERE analyzable = 1"):
+        r = json.loads(result)
+        out[sop] = {f["finding"]: f for f in r["findings"]}
+    return out
+
+
+def pct(values, q):
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, math.ceil(q * len(v)) - 1))] if v else float("nan")
+
+
+def priorities(path):
+    return dict(sqlite3.connect(path).execute("SELECT sop_uid, assessment FROM images"))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("off")
+    ap.add_argument("auto")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    off, auto = load(args.off), load(args.auto)
+    common = sorted(set(off) & set(auto))
+    report = {"films": len(common), "findings": {}}
+    for finding in sorted(next(iter(off.values()))):
+        deltas, flips, shifts = [], 0, []
+        for sop in common:
+            a, b = off[sop][finding], auto[sop][finding]
+            deltas.append(abs(a["score"] - b["score"]))
+            flips += sum(x["positive"] != y["positive"]
+                         for x, y in zip(a["operating_points"], b["operating_points"]))
+            if a["positive"] and a.get("peak") and b.get("peak"):
+                shifts.append(math.hypot(a["peak"]["x"] - b["peak"]["x"], a["peak"]["y"] - b["peak"]["y"]))
+        report["findings"][finding] = {
+            "score_delta_mean": round(statistics.fmean(deltas), 4),
+            "score_delta_p99": round(pct(deltas, 0.99), 4),
+            "score_delta_max": round(max(deltas), 4),
+            "verdicts_changed": flips,
+            "verdicts": len(common) * len(next(iter(off.values()))[finding]["operating_points"]),
+            "positive_films": len(shifts),
+            "peak_shift_px_median": round(statistics.median(shifts), 1) if shifts else None,
+            "peak_shift_px_p90": round(pct(shifts, 0.9), 1) if shifts else None,
+            "peak_shift_px_max": round(max(shifts), 1) if shifts else None,
+        }
+    po, pa = priorities(args.off), priorities(args.auto)
+    report["priority_changed"] = sum(1 for s in common if json.loads(po[s]).get("priority") != json.loads(pa[s]).get("priority"))
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.json:
+        open(args.json, "w").write(text)
+
+
+if __name__ == "__main__":
+    main()
