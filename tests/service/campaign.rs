@@ -459,7 +459,7 @@ fn bench_reports_every_stage_as_json() {
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
     assert_eq!(r["provider"], "cpu");
-    assert_eq!(r["model"], "cxr-reference-v1 1.1.0");
+    assert_eq!(r["model"], "cxr-reference-v1 1.2.0");
     for stage in [
         &r["decode"],
         &r["preprocess"],
