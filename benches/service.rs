@@ -45,6 +45,26 @@ fn vm_hwm_mib(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// CPU seconds (user + system, all threads) a process has used so far, from
+/// `/proc/<pid>/stat` (fields 14 and 15, in the kernel's USER_HZ of 100
+/// ticks a second).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces: count from its ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // After ')': state is index 0, so utime (field 14) is index 11.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn film(seed: u64, index: u64, size: (u32, u32)) -> Vec<u8> {
     let spec = CaseSpec {
         view: ViewChoice::Pa,
@@ -121,7 +141,7 @@ async fn wait_serving(ch: Channel) {
 /// One upload, retried while the server says it is full.
 async fn send(
     ch: Channel,
-    file: Arc<Vec<u8>>,
+    file: bytes::Bytes,
     stream: bool,
     refusals: &AtomicUsize,
 ) -> pb::AnalyzeResponse {
@@ -130,19 +150,21 @@ async fn send(
         .max_encoding_message_size(64 << 20);
     loop {
         let result = if stream {
-            let chunks: Vec<pb::AnalyzeChunk> = file
-                .chunks(1 << 20)
+            // Chunks share the film's buffer (as a client holding the file
+            // would): the client's own copies are not what is measured.
+            let chunks: Vec<pb::AnalyzeChunk> = (0..file.len())
+                .step_by(1 << 20)
                 .enumerate()
-                .map(|(i, d)| pb::AnalyzeChunk {
+                .map(|(i, at)| pb::AnalyzeChunk {
                     options: (i == 0).then(pb::AnalyzeOptions::default),
-                    data: d.to_vec(),
+                    data: file.slice(at..(at + (1 << 20)).min(file.len())),
                 })
                 .collect();
             client.analyze_stream(tokio_stream::iter(chunks)).await
         } else {
             client
                 .analyze(pb::AnalyzeRequest {
-                    dicom: file.to_vec(),
+                    dicom: file.clone(),
                     options: None,
                 })
                 .await
@@ -193,12 +215,8 @@ fn main() {
     let pid = server.child.id();
     let started = Instant::now();
     eprintln!("making films…");
-    let films: Vec<Arc<Vec<u8>>> = (0..16)
-        .map(|i| Arc::new(film(31, i, (2000, 2400))))
-        .collect();
-    let big: Vec<Arc<Vec<u8>>> = (0..32)
-        .map(|i| Arc::new(film(32, i, (2900, 3500))))
-        .collect();
+    let films: Vec<bytes::Bytes> = (0..16).map(|i| film(31, i, (2000, 2400)).into()).collect();
+    let big: Vec<bytes::Bytes> = (0..32).map(|i| film(32, i, (2900, 3500)).into()).collect();
     eprintln!(
         "films: {} × {:.1} MB, {} × {:.1} MB ({:.1} s)",
         films.len(),
@@ -222,6 +240,7 @@ fn main() {
             let next = Arc::new(AtomicUsize::new(0));
             let refusals = Arc::new(AtomicUsize::new(0));
             let t0 = Instant::now();
+            let (server_cpu0, client_cpu0) = (cpu_seconds(&pid.to_string()), cpu_seconds("self"));
             let mut tasks = Vec::new();
             for _ in 0..concurrency {
                 let (ch, films, samples, next, refusals) = (
@@ -237,7 +256,7 @@ fn main() {
                         if i >= requests {
                             break;
                         }
-                        let file = Arc::clone(&films[i % films.len()]);
+                        let file = films[i % films.len()].clone();
                         let t = Instant::now();
                         let r = send(ch.clone(), file, false, &refusals).await;
                         let e2e = t.elapsed().as_secs_f64() * 1e3;
@@ -257,6 +276,8 @@ fn main() {
                 t.await.unwrap();
             }
             let seconds = t0.elapsed().as_secs_f64();
+            let server_cpu = cpu_seconds(&pid.to_string()) - server_cpu0;
+            let client_cpu = cpu_seconds("self") - client_cpu0;
             let mut s = std::mem::take(&mut *samples.lock().unwrap());
             let mut row = serde_json::Map::new();
             row.insert("concurrency".into(), concurrency.into());
@@ -264,6 +285,18 @@ fn main() {
             row.insert(
                 "images_per_s".into(),
                 serde_json::json!(requests as f64 / seconds),
+            );
+            // Busy share of all the machine's cores over the level, server
+            // and clients (which share the cores here) apart.
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            row.insert(
+                "cpu_utilisation".into(),
+                serde_json::json!({
+                    "server": server_cpu / (seconds * cores),
+                    "clients": client_cpu / (seconds * cores),
+                    "server_cpu_ms_per_image": server_cpu * 1e3 / requests as f64,
+                    "client_cpu_ms_per_image": client_cpu * 1e3 / requests as f64,
+                }),
             );
             row.insert(
                 "refused_and_retried".into(),
@@ -293,7 +326,7 @@ fn main() {
         let t0 = Instant::now();
         let mut tasks = Vec::new();
         for file in &big {
-            let (ch, file, refusals) = (ch.clone(), Arc::clone(file), Arc::clone(&refusals));
+            let (ch, file, refusals) = (ch.clone(), file.clone(), Arc::clone(&refusals));
             tasks.push(tokio::spawn(async move {
                 send(ch, file, true, &refusals).await;
             }));
@@ -325,7 +358,7 @@ fn main() {
         requests, report["film_mb"], report["provider"]
     );
     println!(
-        "{:>5} {:>8} {:>17} {:>15} {:>15} {:>15} {:>15} {:>15} {:>13} {:>7}",
+        "{:>5} {:>8} {:>17} {:>15} {:>15} {:>15} {:>15} {:>15} {:>13} {:>7} {:>13} {:>13}",
         "conc",
         "img/s",
         "e2e p50/p99 ms",
@@ -335,7 +368,9 @@ fn main() {
         "queue",
         "inference",
         "store",
-        "retried"
+        "retried",
+        "cpu srv/cli",
+        "cpu ms/image"
     );
     for l in report["levels"].as_array().unwrap() {
         let pair = |k: &str| {
@@ -346,7 +381,7 @@ fn main() {
             )
         };
         println!(
-            "{:>5} {:>8.1} {:>17} {:>15} {:>15} {:>15} {:>15} {:>15} {:>13} {:>7}",
+            "{:>5} {:>8.1} {:>17} {:>15} {:>15} {:>15} {:>15} {:>15} {:>13} {:>7} {:>13} {:>13}",
             l["concurrency"],
             l["images_per_s"].as_f64().unwrap(),
             pair("end_to_end"),
@@ -356,7 +391,21 @@ fn main() {
             pair("queue"),
             pair("inference"),
             pair("store"),
-            l["refused_and_retried"]
+            l["refused_and_retried"],
+            format!(
+                "{:.0}%/{:.0}%",
+                l["cpu_utilisation"]["server"].as_f64().unwrap_or(f64::NAN) * 100.0,
+                l["cpu_utilisation"]["clients"].as_f64().unwrap_or(f64::NAN) * 100.0
+            ),
+            format!(
+                "{:.1}/{:.1}",
+                l["cpu_utilisation"]["server_cpu_ms_per_image"]
+                    .as_f64()
+                    .unwrap_or(f64::NAN),
+                l["cpu_utilisation"]["client_cpu_ms_per_image"]
+                    .as_f64()
+                    .unwrap_or(f64::NAN)
+            )
         );
     }
     let u = &report["concurrent_large_uploads"];

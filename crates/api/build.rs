@@ -16,6 +16,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // A film arrives as one buffer the server keeps (no copy into a
+        // Vec of its own) and a client can send without copying its own.
+        .bytes(".cxr_triage.v1.AnalyzeRequest.dicom")
+        .bytes(".cxr_triage.v1.AnalyzeChunk.data")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -225,7 +225,7 @@ async fn memory_attacks_on_the_real_binary_are_refused_within_bounds() {
     let (good, case) = film(1, true);
     client
         .analyze(pb::AnalyzeRequest {
-            dicom: good.clone(),
+            dicom: good.clone().into(),
             options: None,
         })
         .await
@@ -245,7 +245,7 @@ async fn memory_attacks_on_the_real_binary_are_refused_within_bounds() {
         let dicom = bomb.to_vec();
         calls.push(tokio::spawn(async move {
             c.analyze(pb::AnalyzeRequest {
-                dicom,
+                dicom: dicom.into(),
                 options: None,
             })
             .await
@@ -439,7 +439,7 @@ async fn memory_attacks_on_the_real_binary_are_refused_within_bounds() {
     let (next, _) = film(2, false);
     let r = client
         .analyze(pb::AnalyzeRequest {
-            dicom: next,
+            dicom: next.into(),
             options: None,
         })
         .await
@@ -499,7 +499,7 @@ async fn analyze_as(
     token: &str,
 ) -> Result<pb::AnalyzeResponse, tonic::Status> {
     let request = pb::AnalyzeRequest {
-        dicom,
+        dicom: dicom.into(),
         options: None,
     };
     client
@@ -783,7 +783,7 @@ async fn trickle_hang_up_flood_and_retention_on_the_real_binary() {
     let (good, _) = film(21, false);
     let first = pb::AnalyzeChunk {
         options: None,
-        data: good[..1000].to_vec(),
+        data: good[..1000].to_vec().into(),
     };
     let stalled = tokio_stream::iter(vec![first]).chain(tokio_stream::pending());
     let mut slow = TriageClient::new(ch.clone());
@@ -793,7 +793,7 @@ async fn trickle_hang_up_flood_and_retention_on_the_real_binary() {
     let mut refused_while_held = 0;
     let analysed = loop {
         let request = pb::AnalyzeRequest {
-            dicom: good.clone(),
+            dicom: good.clone().into(),
             options: None,
         };
         match client.analyze(request).await {

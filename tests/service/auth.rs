@@ -160,7 +160,7 @@ async fn every_method_checks_the_caller_and_their_role() {
     client
         .analyze(with_token(
             pb::AnalyzeRequest {
-                dicom: film.clone(),
+                dicom: film.clone().into(),
                 options: None,
             },
             Some(&uploader),
@@ -205,7 +205,7 @@ async fn every_method_checks_the_caller_and_their_role() {
                     client
                         .analyze(with_token(
                             pb::AnalyzeRequest {
-                                dicom: film.clone(),
+                                dicom: film.clone().into(),
                                 options: None,
                             },
                             *t,
@@ -494,7 +494,7 @@ async fn only_the_uploader_that_filed_a_result_may_replace_it() {
     let send = |dicom: Vec<u8>, t: &str| {
         with_token(
             pb::AnalyzeRequest {
-                dicom,
+                dicom: dicom.into(),
                 options: None,
             },
             Some(t),

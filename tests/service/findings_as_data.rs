@@ -65,7 +65,7 @@ async fn a_new_finding_flows_through_grpc_the_worklist_and_its_priority_policy()
 
     let response = client
         .analyze(pb::AnalyzeRequest {
-            dicom: film.clone(),
+            dicom: film.clone().into(),
             options: Some(pb::AnalyzeOptions {
                 include_heatmaps: true,
                 ..Default::default()
@@ -155,7 +155,7 @@ async fn a_new_finding_flows_through_grpc_the_worklist_and_its_priority_policy()
     wait_serving(ch.clone(), &film).await;
     let response = TriageClient::new(ch)
         .analyze(pb::AnalyzeRequest {
-            dicom: film,
+            dicom: film.into(),
             options: None,
         })
         .await

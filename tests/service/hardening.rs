@@ -41,7 +41,7 @@ async fn malformed_identifiers_and_arguments_get_bounded_clear_refusals() {
     let mut client = TriageClient::new(ch);
     client
         .analyze(pb::AnalyzeRequest {
-            dicom: film.clone(),
+            dicom: film.clone().into(),
             options: None,
         })
         .await
@@ -57,7 +57,7 @@ async fn malformed_identifiers_and_arguments_get_bounded_clear_refusals() {
     ] {
         let err = client
             .analyze(pb::AnalyzeRequest {
-                dicom: with_uids(&film, &study, bad),
+                dicom: with_uids(&film, &study, bad).into(),
                 options: None,
             })
             .await
@@ -69,7 +69,7 @@ async fn malformed_identifiers_and_arguments_get_bounded_clear_refusals() {
     // study of its own, without the bad value.
     let r = client
         .analyze(pb::AnalyzeRequest {
-            dicom: with_uids(&film, "1.2.3/../../x", "1.2.826.0.1.3680043.10.54321.1"),
+            dicom: with_uids(&film, "1.2.3/../../x", "1.2.826.0.1.3680043.10.54321.1").into(),
             options: None,
         })
         .await
@@ -162,7 +162,7 @@ async fn a_critical_image_after_the_study_was_read_reopens_it() {
     let mut client = TriageClient::new(ch);
     let first = client
         .analyze(pb::AnalyzeRequest {
-            dicom: routine,
+            dicom: routine.into(),
             options: None,
         })
         .await
@@ -195,7 +195,7 @@ async fn a_critical_image_after_the_study_was_read_reopens_it() {
 
     let r = client
         .analyze(pb::AnalyzeRequest {
-            dicom: late,
+            dicom: late.into(),
             options: None,
         })
         .await
@@ -240,7 +240,7 @@ async fn a_stalled_upload_frees_its_analysis_slot() {
     // One chunk, then silence (the stream never ends).
     let first = pb::AnalyzeChunk {
         options: None,
-        data: film[..1000].to_vec(),
+        data: film[..1000].to_vec().into(),
     };
     let stalled = tokio_stream::iter(vec![first]).chain(tokio_stream::pending());
     let mut slow = TriageClient::new(ch.clone());
@@ -253,7 +253,7 @@ async fn a_stalled_upload_frees_its_analysis_slot() {
     let response = loop {
         match client
             .analyze(pb::AnalyzeRequest {
-                dicom: film.clone(),
+                dicom: film.clone().into(),
                 options: None,
             })
             .await
@@ -295,7 +295,7 @@ async fn one_address_cannot_hold_every_analysis_slot() {
 
     let first = pb::AnalyzeChunk {
         options: None,
-        data: film[..1000].to_vec(),
+        data: film[..1000].to_vec().into(),
     };
     let stalled = tokio_stream::iter(vec![first]).chain(tokio_stream::pending());
     let mut slow = TriageClient::new(ch.clone());
@@ -306,13 +306,21 @@ async fn one_address_cannot_hold_every_analysis_slot() {
     let mut client = TriageClient::new(ch);
     let refused = client
         .analyze(pb::AnalyzeRequest {
-            dicom: film.clone(),
+            dicom: film.clone().into(),
             options: None,
         })
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused}");
     assert!(refused.message().contains("this address"), "{refused}");
+    // With a hint when to come back, from how long analyses hold a slot.
+    let hint: u64 = refused
+        .metadata()
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a numeric retry-after-ms hint");
+    assert!((10..=2000).contains(&hint), "{hint}");
 
     // The stalled upload goes away: the address gets its slot back.
     stalled.abort();
@@ -320,7 +328,7 @@ async fn one_address_cannot_hold_every_analysis_slot() {
     let response = loop {
         match client
             .analyze(pb::AnalyzeRequest {
-                dicom: film.clone(),
+                dicom: film.clone().into(),
                 options: None,
             })
             .await
@@ -354,7 +362,7 @@ async fn many_watchers_share_one_feed_and_see_every_change_in_order() {
     let mut client = TriageClient::new(ch.clone());
     let first = client
         .analyze(pb::AnalyzeRequest {
-            dicom: film.clone(),
+            dicom: film.clone().into(),
             options: None,
         })
         .await

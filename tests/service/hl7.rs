@@ -157,7 +157,7 @@ fn cli(args: &[&str]) -> (bool, String) {
 async fn analyze(addr: std::net::SocketAddr, dicom: Vec<u8>) -> pb::AnalyzeResponse {
     TriageClient::new(plain_channel(addr).await)
         .analyze(pb::AnalyzeRequest {
-            dicom,
+            dicom: dicom.into(),
             options: None,
         })
         .await

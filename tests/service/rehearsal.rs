@@ -293,7 +293,7 @@ async fn two_replicas_behind_nginx_on_postgresql_survive_a_kill_9() {
                 loop {
                     let r = client
                         .analyze(pb::AnalyzeRequest {
-                            dicom: dicom.clone(),
+                            dicom: dicom.clone().into(),
                             options: None,
                         })
                         .await;
@@ -392,7 +392,7 @@ async fn two_replicas_behind_nginx_on_postgresql_survive_a_kill_9() {
     let started = Instant::now();
     TriageClient::new(plain_channel(replica_b.addr).await)
         .analyze(pb::AnalyzeRequest {
-            dicom,
+            dicom: dicom.into(),
             options: None,
         })
         .await

@@ -95,7 +95,7 @@ pub(crate) async fn wait_serving(ch: Channel, sample: &[u8]) {
         }
         let early = triage
             .analyze(pb::AnalyzeRequest {
-                dicom: sample.to_vec(),
+                dicom: sample.to_vec().into(),
                 options: None,
             })
             .await;
@@ -167,7 +167,7 @@ async fn the_service_scores_orders_watches_and_survives_a_restart() {
     // A TB-positive film: URGENT or CRITICAL, with a heatmap overlay.
     let r = client
         .analyze(pb::AnalyzeRequest {
-            dicom: positive.clone(),
+            dicom: positive.clone().into(),
             options: Some(pb::AnalyzeOptions {
                 include_heatmaps: true,
                 overlay_max_side: 256,
@@ -210,7 +210,7 @@ async fn the_service_scores_orders_watches_and_survives_a_restart() {
     for file in [&negative, &lateral, &broken] {
         client
             .analyze(pb::AnalyzeRequest {
-                dicom: file.clone(),
+                dicom: file.clone().into(),
                 options: None,
             })
             .await
@@ -218,7 +218,7 @@ async fn the_service_scores_orders_watches_and_survives_a_restart() {
     }
     let garbage = client
         .analyze(pb::AnalyzeRequest {
-            dicom: b"not dicom".to_vec(),
+            dicom: b"not dicom".to_vec().into(),
             options: None,
         })
         .await;
@@ -227,7 +227,7 @@ async fn the_service_scores_orders_watches_and_survives_a_restart() {
     // Re-sending the positive replaces its result: still one image.
     client
         .analyze(pb::AnalyzeRequest {
-            dicom: positive.clone(),
+            dicom: positive.clone().into(),
             options: None,
         })
         .await
@@ -371,7 +371,7 @@ async fn a_large_file_streams_and_excess_load_is_refused() {
         .enumerate()
         .map(|(i, d)| pb::AnalyzeChunk {
             options: (i == 0).then(pb::AnalyzeOptions::default),
-            data: d.to_vec(),
+            data: d.to_vec().into(),
         })
         .collect();
     let mut client = TriageClient::new(ch.clone());
@@ -390,7 +390,7 @@ async fn a_large_file_streams_and_excess_load_is_refused() {
         tasks.push(tokio::spawn(async move {
             client
                 .analyze(pb::AnalyzeRequest {
-                    dicom: file,
+                    dicom: file.into(),
                     options: None,
                 })
                 .await
@@ -428,14 +428,14 @@ async fn a_large_file_streams_and_excess_load_is_refused() {
         });
         tx.send(pb::AnalyzeChunk {
             options: Some(pb::AnalyzeOptions::default()),
-            data: head.to_vec(),
+            data: head.to_vec().into(),
         })
         .await
         .unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         let probe = TriageClient::new(ch.clone())
             .analyze(pb::AnalyzeRequest {
-                dicom: small.clone(),
+                dicom: small.clone().into(),
                 options: None,
             })
             .await;
@@ -443,7 +443,7 @@ async fn a_large_file_streams_and_excess_load_is_refused() {
         let _ = tx
             .send(pb::AnalyzeChunk {
                 options: None,
-                data: tail.to_vec(),
+                data: tail.to_vec().into(),
             })
             .await;
         drop(tx);
@@ -470,7 +470,7 @@ async fn a_large_file_streams_and_excess_load_is_refused() {
     let too_big = (0..(129 + 1))
         .map(|i| pb::AnalyzeChunk {
             options: (i == 0).then(pb::AnalyzeOptions::default),
-            data: vec![0u8; 1 << 20],
+            data: vec![0u8; 1 << 20].into(),
         })
         .collect::<Vec<_>>();
     let e = c2
@@ -480,7 +480,7 @@ async fn a_large_file_streams_and_excess_load_is_refused() {
     assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e}");
     assert!(c2
         .analyze(pb::AnalyzeRequest {
-            dicom: small.clone(),
+            dicom: small.clone().into(),
             options: None,
         })
         .await

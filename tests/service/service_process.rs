@@ -171,7 +171,7 @@ pub(crate) fn film(index: u64, tb: bool) -> (Vec<u8>, cxr_synth::SyntheticCase) 
 async fn analyze(ch: Channel, dicom: Vec<u8>) -> Result<pb::AnalyzeResponse, tonic::Status> {
     TriageClient::new(ch)
         .analyze(pb::AnalyzeRequest {
-            dicom,
+            dicom: dicom.into(),
             options: None,
         })
         .await

@@ -351,10 +351,13 @@ impl<S: TriageService> tower_service::Service<http::Request<Body>> for Admitted<
                 None => {
                     metrics::counter!("cxr_requests_refused_total", "reason" => "peer_limit")
                         .increment(1);
-                    let status = tonic::Status::resource_exhausted(format!(
+                    let mut status = tonic::Status::resource_exhausted(format!(
                         "this address already has {} analyses in flight; retry later",
                         self.per_peer.limit
                     ));
+                    // One of this address's own analyses ends soonest.
+                    let wait = self.pipeline.retry_after_ms(Some(self.per_peer.limit));
+                    status.metadata_mut().insert("retry-after-ms", wait.into());
                     return Box::pin(async move { refused(status) });
                 }
             },
@@ -369,7 +372,11 @@ impl<S: TriageService> tower_service::Service<http::Request<Body>> for Admitted<
                 request = request.map(|body| Body::new(IdleTimeout::new(body, idle)));
             }
             Err(e) => {
-                let status = super::status_of(e);
+                let mut status = super::status_of(e);
+                if status.code() == tonic::Code::ResourceExhausted {
+                    let wait = self.pipeline.retry_after_ms(None);
+                    status.metadata_mut().insert("retry-after-ms", wait.into());
+                }
                 return Box::pin(async move { refused(status) });
             }
         }

@@ -197,7 +197,7 @@ impl TriageApi {
         &self,
         admission: Option<cxr_pipeline::Admission>,
         caller: &Caller,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
         options: Option<pb::AnalyzeOptions>,
     ) -> Result<Response<pb::AnalyzeResponse>, Status> {
         // Results are filed as the caller's: another uploader cannot
@@ -455,7 +455,7 @@ impl pb::triage_server::Triage for TriageApi {
         let admission = admission_of(&request);
         let caller = Caller::of(&request);
         let mut stream = request.into_inner();
-        let mut bytes = Vec::new();
+        let mut bytes = bytes::BytesMut::new();
         let mut options = None;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
@@ -473,7 +473,9 @@ impl pb::triage_server::Triage for TriageApi {
         if bytes.is_empty() {
             return Err(Status::invalid_argument("no data"));
         }
-        let result = self.analyze_bytes(admission, &caller, bytes, options).await;
+        let result = self
+            .analyze_bytes(admission, &caller, bytes.freeze(), options)
+            .await;
         self.audited(&caller, "AnalyzeStream", analyzed_object, result)
             .await
     }

@@ -35,7 +35,7 @@ mod analysis;
 pub mod jpeg2000;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, Semaphore};
 
@@ -89,9 +89,49 @@ pub trait ResultSink: Send + Sync {
     fn filed(&self, store: &dyn WorklistStore, filed: &Filed);
 }
 
-/// One analysis slot (see [`Pipeline::admit`]); released when dropped.
+/// One analysis slot (see [`Pipeline::admit`]); released when dropped,
+/// and how long it was held goes into [`Pipeline::retry_after_ms`].
 #[derive(Debug)]
-pub struct Admission(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+pub struct Admission {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    since: Instant,
+    held: Arc<SlotTimes>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.held.record(self.since.elapsed());
+    }
+}
+
+/// How long analyses hold their slots: an exponentially weighted mean
+/// (weight 1/8 for the newest), in microseconds, 0 before the first.
+#[derive(Debug, Default)]
+struct SlotTimes {
+    mean_us: std::sync::atomic::AtomicU64,
+}
+
+impl SlotTimes {
+    fn record(&self, held: Duration) {
+        let us = u64::try_from(held.as_micros()).unwrap_or(u64::MAX).max(1);
+        let _ = self.mean_us.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |old| Some(if old == 0 { us } else { old - old / 8 + us / 8 }),
+        );
+    }
+}
+
+/// The wait to suggest to a refused caller: with `slots` slots each held
+/// for about `mean_us`, one frees every `mean_us / slots` on average. At
+/// least 10 ms (a retry storm costs more than it saves), at most 2 s; 100
+/// ms before anything has been measured.
+fn retry_hint_ms(mean_us: u64, slots: usize) -> u64 {
+    if mean_us == 0 {
+        return 100;
+    }
+    (mean_us / 1000 / slots.max(1) as u64).clamp(10, 2000)
+}
 
 /// The service's pipeline: the [`Analyzer`] once the models are warm, the
 /// worklist, admission and change events.
@@ -99,6 +139,8 @@ pub struct Pipeline {
     analyzer: tokio::sync::OnceCell<Arc<Analyzer>>,
     store: Arc<dyn WorklistStore>,
     permits: Arc<Semaphore>,
+    max_concurrent: usize,
+    held: Arc<SlotTimes>,
     cpu_slots: Arc<Semaphore>,
     events: broadcast::Sender<Event>,
     sinks: std::sync::RwLock<Vec<Arc<dyn ResultSink>>>,
@@ -114,6 +156,8 @@ impl Pipeline {
             analyzer: tokio::sync::OnceCell::new(),
             store,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            max_concurrent: max_concurrent.max(1),
+            held: Arc::default(),
             cpu_slots: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
@@ -169,15 +213,35 @@ impl Pipeline {
         self.permits
             .clone()
             .try_acquire_owned()
-            .map(Admission)
+            .map(|permit| Admission {
+                _permit: permit,
+                since: Instant::now(),
+                held: Arc::clone(&self.held),
+            })
             .map_err(|_| PipelineError::Overloaded("too many analyses in flight".into()))
     }
 
-    /// Analyses one DICOM file and commits its result to the worklist as
+    /// How long a caller refused for want of a slot should wait before
+    /// retrying, in milliseconds: about the time until one of `slots`
+    /// slots frees, from how long recent analyses held theirs (the
+    /// `retry-after-ms` hint). `None` for the service's own slots.
+    pub fn retry_after_ms(&self, slots: Option<usize>) -> u64 {
+        retry_hint_ms(
+            self.held.mean_us.load(std::sync::atomic::Ordering::Relaxed),
+            slots.unwrap_or(self.max_concurrent),
+        )
+    }
+
+    /// Analyses one DICOM file (held in `bytes`: a `Vec<u8>` or a buffer
+    /// shared without copying) and commits its result to the worklist as
     /// `source` (see [`file`]).
-    pub async fn analyze(&self, bytes: Vec<u8>, source: Source) -> Result<Filed, PipelineError> {
+    pub async fn analyze(
+        &self,
+        bytes: impl Into<bytes::Bytes>,
+        source: Source,
+    ) -> Result<Filed, PipelineError> {
         let admission = self.admit()?;
-        self.analyze_admitted(admission, bytes, source).await
+        self.analyze_admitted(admission, bytes.into(), source).await
     }
 
     /// [`Pipeline::analyze`] in a slot taken earlier with [`Pipeline::admit`]:
@@ -185,7 +249,7 @@ impl Pipeline {
     pub async fn analyze_admitted(
         &self,
         admission: Admission,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
         source: Source,
     ) -> Result<Filed, PipelineError> {
         let _admission = admission;
@@ -256,5 +320,34 @@ impl Pipeline {
     /// changes).
     pub fn publish(&self, event: Event) {
         let _ = self.events.send(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn the_retry_hint_follows_how_long_slots_are_held() {
+        let times = SlotTimes::default();
+        // Nothing measured yet: a modest default.
+        assert_eq!(
+            retry_hint_ms(times.mean_us.load(Ordering::Relaxed), 16),
+            100
+        );
+        times.record(Duration::from_millis(800));
+        // 800 ms per analysis over 16 slots: one frees every 50 ms.
+        assert_eq!(retry_hint_ms(times.mean_us.load(Ordering::Relaxed), 16), 50);
+        assert_eq!(retry_hint_ms(times.mean_us.load(Ordering::Relaxed), 8), 100);
+        // Recent analyses weigh most: many at 80 ms pull the mean down.
+        for _ in 0..64 {
+            times.record(Duration::from_millis(80));
+        }
+        let mean_ms = times.mean_us.load(Ordering::Relaxed) / 1000;
+        assert!((80..=90).contains(&mean_ms), "{mean_ms}");
+        // Never below 10 ms nor above 2 s.
+        assert_eq!(retry_hint_ms(mean_ms * 1000, 64), 10);
+        assert_eq!(retry_hint_ms(60_000_000, 1), 2000);
     }
 }
