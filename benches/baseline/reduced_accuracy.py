@@ -4,8 +4,14 @@ score changes, verdict and priority changes, and the shift of the heatmap
 peak on films positive at the default operating point. The AUCs come from
 `cxr-triage evaluate` on the two runs' JSONL (make bench-reduced runs both).
 
-    python benches/baseline/reduced_accuracy.py OFF.sqlite AUTO.sqlite [--json OUT]
+    python benches/baseline/reduced_accuracy.py OFF.sqlite AUTO.sqlite [--truth labels.csv] [--json OUT]
+
+With --truth (as `cxr-synth` writes it), the peak shift is also reported on
+the films that are positive in truth and flagged: where a heatmap has a
+lesion to point at. On a flagged negative film the heatmap is nearly flat
+and its peak can fall anywhere in either mode.
 """
+import csv
 import argparse
 import json
 import math
@@ -34,20 +40,28 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("off")
     ap.add_argument("auto")
+    ap.add_argument("--truth")
     ap.add_argument("--json")
     args = ap.parse_args()
+    truth = {}
+    if args.truth:
+        for row in csv.DictReader(open(args.truth)):
+            truth[row["sop_instance_uid"]] = row
     off, auto = load(args.off), load(args.auto)
     common = sorted(set(off) & set(auto))
     report = {"films": len(common), "findings": {}}
     for finding in sorted(next(iter(off.values()))):
-        deltas, flips, shifts = [], 0, []
+        deltas, flips, shifts, true_shifts = [], 0, [], []
         for sop in common:
             a, b = off[sop][finding], auto[sop][finding]
             deltas.append(abs(a["score"] - b["score"]))
             flips += sum(x["positive"] != y["positive"]
                          for x, y in zip(a["operating_points"], b["operating_points"]))
             if a["positive"] and a.get("peak") and b.get("peak"):
-                shifts.append(math.hypot(a["peak"]["x"] - b["peak"]["x"], a["peak"]["y"] - b["peak"]["y"]))
+                shift = math.hypot(a["peak"]["x"] - b["peak"]["x"], a["peak"]["y"] - b["peak"]["y"])
+                shifts.append(shift)
+                if truth.get(sop, {}).get(finding) == "1":
+                    true_shifts.append(shift)
         report["findings"][finding] = {
             "score_delta_mean": round(statistics.fmean(deltas), 4),
             "score_delta_p99": round(pct(deltas, 0.99), 4),
@@ -59,6 +73,13 @@ def main():
             "peak_shift_px_p90": round(pct(shifts, 0.9), 1) if shifts else None,
             "peak_shift_px_max": round(max(shifts), 1) if shifts else None,
         }
+        if truth:
+            report["findings"][finding].update({
+                "true_positive_films": len(true_shifts),
+                "true_positive_peak_shift_px_median": round(statistics.median(true_shifts), 1) if true_shifts else None,
+                "true_positive_peak_shift_px_p90": round(pct(true_shifts, 0.9), 1) if true_shifts else None,
+                "true_positive_peak_shift_px_max": round(max(true_shifts), 1) if true_shifts else None,
+            })
     po, pa = priorities(args.off), priorities(args.auto)
     report["priority_changed"] = sum(1 for s in common if json.loads(po[s]).get("priority") != json.loads(pa[s]).get("priority"))
     text = json.dumps(report, indent=1)

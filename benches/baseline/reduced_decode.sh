@@ -22,8 +22,8 @@ for mode in off auto; do
   rm -f "$WORK/$mode".sqlite* "$WORK/$mode.jsonl" "$WORK/$mode.jsonl.progress.json"
   "$BIN" score --config "$WORK/$mode.toml" --models models --provider cpu --quiet \
     --db "$WORK/$mode.sqlite" --out "$WORK/$mode.jsonl" "$WORK/films" 2>&1 | grep "^scored"
-  "$BIN" evaluate --results "$WORK/$mode.jsonl" --truth "$WORK/films/labels.csv" \
-    --out "$WORK/eval-$mode.json" 2>&1 | grep -E '^(tuberculosis|malignant_nodule):' | sed "s/^/$mode /"
+  "$BIN" evaluate --truth "$WORK/films/labels.csv" --json "$WORK/eval-$mode.json" \
+    "$WORK/$mode.jsonl" 2>&1 | grep -E '^(tuberculosis|malignant_nodule):' | sed "s/^/$mode /"
 done
 .venv/bin/python benches/baseline/reduced_accuracy.py "$WORK/off.sqlite" "$WORK/auto.sqlite" \
-  --json "$WORK/reduced-accuracy.json"
+  --truth "$WORK/films/labels.csv" --json "$WORK/reduced-accuracy.json"
