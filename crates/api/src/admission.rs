@@ -356,7 +356,7 @@ impl<S: TriageService> tower_service::Service<http::Request<Body>> for Admitted<
                         self.per_peer.limit
                     ));
                     // One of this address's own analyses ends soonest.
-                    let wait = self.pipeline.retry_after_ms(Some(self.per_peer.limit));
+                    let wait = self.pipeline.retry_after_ms(self.per_peer.limit);
                     status.metadata_mut().insert("retry-after-ms", wait.into());
                     return Box::pin(async move { refused(status) });
                 }
@@ -372,11 +372,7 @@ impl<S: TriageService> tower_service::Service<http::Request<Body>> for Admitted<
                 request = request.map(|body| Body::new(IdleTimeout::new(body, idle)));
             }
             Err(e) => {
-                let mut status = super::status_of(e);
-                if status.code() == tonic::Code::ResourceExhausted {
-                    let wait = self.pipeline.retry_after_ms(None);
-                    status.metadata_mut().insert("retry-after-ms", wait.into());
-                }
+                let status = super::status_of(e);
                 return Box::pin(async move { refused(status) });
             }
         }

@@ -399,11 +399,14 @@ fn time_arg(t: &prost_types::Timestamp) -> Result<i64, Status> {
 fn status_of(e: PipelineError) -> Status {
     match e {
         PipelineError::NotDicom(m) => Status::invalid_argument(m),
-        PipelineError::Overloaded(m) => {
-            let mut s = Status::resource_exhausted(format!("{m}; retry later"));
+        PipelineError::Overloaded {
+            reason,
+            retry_after_ms,
+        } => {
+            let mut s = Status::resource_exhausted(format!("{reason}; retry later"));
             // A hint for clients and proxies that honour it.
             s.metadata_mut()
-                .insert("retry-after-ms", "500".parse().expect("ascii"));
+                .insert("retry-after-ms", retry_after_ms.into());
             s
         }
         PipelineError::WarmingUp => Status::unavailable("models are warming up; retry shortly"),

@@ -340,7 +340,10 @@ impl Analyzer {
                 timings.engine = analysis.timings;
             }
             Some(Err(EngineError::Overloaded)) => {
-                return Err(PipelineError::Overloaded("inference queue full".into()))
+                return Err(PipelineError::Overloaded {
+                    reason: "inference queue full".into(),
+                    retry_after_ms: 500,
+                })
             }
             Some(Err(EngineError::ShutDown)) => return Err(PipelineError::ShutDown),
             Some(Err(e)) => {

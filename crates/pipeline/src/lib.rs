@@ -53,9 +53,15 @@ pub enum PipelineError {
     /// Not a DICOM object we can file (no parse, or no SOP Instance UID).
     #[error("not a DICOM image that can be filed: {0}")]
     NotDicom(String),
-    /// Too many analyses in flight, or the inference queue is full.
-    #[error("overloaded: {0}; retry later")]
-    Overloaded(String),
+    /// Too many analyses in flight, or the inference queue is full; worth
+    /// retrying after about `retry_after_ms`.
+    #[error("overloaded: {reason}; retry later")]
+    Overloaded {
+        /// What is full.
+        reason: String,
+        /// When a slot is likely free again (the `retry-after-ms` hint).
+        retry_after_ms: u64,
+    },
     /// The models are still loading.
     #[error("models are warming up; retry shortly")]
     WarmingUp,
@@ -218,17 +224,21 @@ impl Pipeline {
                 since: Instant::now(),
                 held: Arc::clone(&self.held),
             })
-            .map_err(|_| PipelineError::Overloaded("too many analyses in flight".into()))
+            .map_err(|_| PipelineError::Overloaded {
+                reason: "too many analyses in flight".into(),
+                retry_after_ms: self.retry_after_ms(self.max_concurrent),
+            })
     }
 
     /// How long a caller refused for want of a slot should wait before
     /// retrying, in milliseconds: about the time until one of `slots`
     /// slots frees, from how long recent analyses held theirs (the
-    /// `retry-after-ms` hint). `None` for the service's own slots.
-    pub fn retry_after_ms(&self, slots: Option<usize>) -> u64 {
+    /// `retry-after-ms` hint; [`Pipeline::admit`] gives it for the
+    /// service's own slots).
+    pub fn retry_after_ms(&self, slots: usize) -> u64 {
         retry_hint_ms(
             self.held.mean_us.load(std::sync::atomic::Ordering::Relaxed),
-            slots.unwrap_or(self.max_concurrent),
+            slots,
         )
     }
 
