@@ -11,8 +11,8 @@ the films that are positive in truth and flagged: where a heatmap has a
 lesion to point at. On a flagged negative film the heatmap is nearly flat
 and its peak can fall anywhere in either mode.
 """
-import csv
 import argparse
+import csv
 import json
 import math
 import sqlite3
@@ -30,6 +30,17 @@ def load(path):
 def pct(values, q):
     v = sorted(values)
     return v[min(len(v) - 1, max(0, math.ceil(q * len(v)) - 1))] if v else float("nan")
+
+
+def shift_stats(prefix, shifts):
+    """Median, 90th percentile and largest of peak shifts, keyed by `prefix`."""
+    def stat(f):
+        return round(f(shifts), 1) if shifts else None
+    return {
+        f"{prefix}median": stat(statistics.median),
+        f"{prefix}p90": stat(lambda v: pct(v, 0.9)),
+        f"{prefix}max": stat(max),
+    }
 
 
 def priorities(path):
@@ -69,16 +80,12 @@ def main():
             "verdicts_changed": flips,
             "verdicts": len(common) * len(next(iter(off.values()))[finding]["operating_points"]),
             "positive_films": len(shifts),
-            "peak_shift_px_median": round(statistics.median(shifts), 1) if shifts else None,
-            "peak_shift_px_p90": round(pct(shifts, 0.9), 1) if shifts else None,
-            "peak_shift_px_max": round(max(shifts), 1) if shifts else None,
+            **shift_stats("peak_shift_px_", shifts),
         }
         if truth:
             report["findings"][finding].update({
                 "true_positive_films": len(true_shifts),
-                "true_positive_peak_shift_px_median": round(statistics.median(true_shifts), 1) if true_shifts else None,
-                "true_positive_peak_shift_px_p90": round(pct(true_shifts, 0.9), 1) if true_shifts else None,
-                "true_positive_peak_shift_px_max": round(max(true_shifts), 1) if true_shifts else None,
+                **shift_stats("true_positive_peak_shift_px_", true_shifts),
             })
     po, pa = priorities(args.off), priorities(args.auto)
     report["priority_changed"] = sum(1 for s in common if json.loads(po[s]).get("priority") != json.loads(pa[s]).get("priority"))
