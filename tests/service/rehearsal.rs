@@ -7,8 +7,8 @@
 //! on the surviving replica sees every film stored, the killed replica's
 //! included (LISTEN/NOTIFY). Then films arrive by STOW-RS through the
 //! balancer and their results go back to PACS (dcmtk's `storescp`) from
-//! the outbox the replicas share: each exactly once, and with PACS down
-//! and one replica killed, the other sends what was waiting.
+//! the outbox the replicas share: each exactly once, and with PACS hung
+//! and one replica killed mid-batch, the other sends what was waiting.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -425,12 +425,17 @@ async fn two_replicas_behind_nginx_on_postgresql_survive_a_kill_9() {
         "each result sent once ({sent_a} + {sent_b})"
     );
 
-    // PACS goes down; more films arrive, through both replicas, and their
-    // results wait. One replica is killed with results of its films still
-    // unsent: when PACS is back, the other sends them all.
+    // PACS hangs: it takes connections and never answers (a listener that
+    // never accepts; each association attempt waits out the 10 s timeout).
+    // More films arrive, through both replicas, and their results wait.
+    // One replica is killed in the middle of an attempt, holding a batch's
+    // lease: when PACS is back, the other sends everything, the killed
+    // replica's batch once its lease (30 s, no longer renewed) runs out.
     let _ = pacs.kill();
     let _ = pacs.wait();
+    let hung_pacs = std::net::TcpListener::bind(("127.0.0.1", pacs_port)).unwrap();
     post_films(lb_stow, 400_000, STOW_FILMS / 2);
+    let owner_b = format!("%:{}", data_b.path().join("pacs").display());
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let ready = metric(
@@ -438,22 +443,58 @@ async fn two_replicas_behind_nginx_on_postgresql_survive_a_kill_9() {
             "cxr_dicom_outbox_objects",
             &["state=\"ready\""],
         );
-        if ready == Some((STOW_FILMS / 2) as f64) {
+        let leased_by_b = cxr_worklist::testing::query_text(
+            &db,
+            &format!(
+                "SELECT count(*) FROM pacs_outbox WHERE state = 'ready' \
+                 AND lease_owner LIKE '{owner_b}'"
+            ),
+        )
+        .unwrap();
+        if ready == Some((STOW_FILMS / 2) as f64) && leased_by_b != ["0"] {
             break;
         }
-        assert!(Instant::now() < deadline, "results waiting: {ready:?}");
+        assert!(
+            Instant::now() < deadline,
+            "results waiting: {ready:?}, leased by B: {leased_by_b:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     replica_b.kill_9();
+    drop(hung_pacs);
     let mut pacs = storescp(pacs_dir.path(), pacs_port);
-    // A batch the killed replica had leased mid-send (association open)
-    // waits out its send lease (120 s) before the survivor takes it.
-    wait_received_within(
-        pacs_dir.path(),
-        STOW_FILMS + STOW_FILMS / 2,
-        Duration::from_secs(120 + 120),
-    )
-    .await;
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(30 + 150);
+    while received(pacs_dir.path()).len() < STOW_FILMS + STOW_FILMS / 2 {
+        if Instant::now() >= deadline {
+            let rows = cxr_worklist::testing::query_text(
+                &db,
+                "SELECT id, study_uid, state, attempts, next_attempt_ms, lease_owner, \
+                 lease_until, (extract(epoch from now()) * 1000)::bigint AS now_ms, last_error \
+                 FROM pacs_outbox WHERE state <> 'sent' ORDER BY id",
+            );
+            let log: Vec<String> = replica_a
+                .log()
+                .lines()
+                .filter(|l| l.contains("result") || l.contains("outbox"))
+                .map(str::to_string)
+                .collect();
+            panic!(
+                "PACS has {} of {} results {:?} after the kill; unsent rows:\n{:#?}\n\
+                 the surviving replica's log of results (last 40):\n{}",
+                received(pacs_dir.path()).len(),
+                STOW_FILMS + STOW_FILMS / 2,
+                killed.elapsed(),
+                rows,
+                log[log.len().saturating_sub(40)..].join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "rehearsal: PACS had every result {:?} after the kill",
+        killed.elapsed()
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         sent(metrics_a),
@@ -504,14 +545,9 @@ fn post_films(port: u16, first: u64, n: usize) {
     }
 }
 
-/// Waits until PACS has `n` results.
+/// Waits until PACS has `n` results, at most 180 s.
 async fn wait_received(dir: &Path, n: usize) {
-    wait_received_within(dir, n, Duration::from_secs(180)).await;
-}
-
-/// Waits until PACS has `n` results, at most `limit`.
-async fn wait_received_within(dir: &Path, n: usize, limit: Duration) {
-    let deadline = Instant::now() + limit;
+    let deadline = Instant::now() + Duration::from_secs(180);
     while received(dir).len() < n {
         assert!(
             Instant::now() < deadline,

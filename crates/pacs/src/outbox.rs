@@ -229,6 +229,16 @@ impl Outbox {
         each!(self.due(now_ms, limit))
     }
 
+    /// Extends this replica's lease on the objects `ids` of a batch it is
+    /// still sending (the shared outbox; the local one has no leases, and
+    /// answers 0). Returns how many leases were renewed.
+    pub fn renew_leases(&self, ids: &[i64], now_ms: i64) -> Result<usize, OutboxError> {
+        match &self.backend {
+            Backend::Local(_) => Ok(0),
+            Backend::Shared(o) => o.renew_leases(ids, now_ms),
+        }
+    }
+
     /// Milliseconds until the next ready object is due (None when none is).
     pub fn next_due_in(&self, now_ms: i64) -> Result<Option<i64>, OutboxError> {
         each!(self.next_due_in(now_ms))

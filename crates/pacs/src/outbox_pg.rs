@@ -5,8 +5,10 @@
 //! Rows are as in the SQLite outbox, with the object's bytes in the row
 //! (`data`, cleared once sent) instead of a file on one replica's disk.
 //! A sender takes due rows with `FOR UPDATE SKIP LOCKED` and leases them
-//! for [`SEND_LEASE_MS`]; another replica takes a row only when its lease
-//! has run out (its sender died mid-batch). A held row (its study not yet
+//! for [`SEND_LEASE_MS`], renewing the lease every [`LEASE_RENEW_MS`] while
+//! its association lasts; another replica takes a row only when its lease
+//! has run out (its sender died mid-batch), so a killed replica strands
+//! what it was sending for half a minute at most. A held row (its study not yet
 //! final) is released by the replica that holds the study after its quiet
 //! period, or by any replica once [`HOLD_LEASE_MS`] has passed, so a
 //! replica that dies holding a study does not strand its results.
@@ -21,9 +23,12 @@ use super::config::RetryPolicy;
 use super::derived::ResultObject;
 use super::outbox::{Counts, Entry, EntryState, OutboxError};
 
-/// How long a sender owns the rows it took: long enough for one batch of
-/// C-STOREs to a slow PACS.
-pub const SEND_LEASE_MS: i64 = 120_000;
+/// How long a sender owns the rows it took without renewing the lease.
+pub const SEND_LEASE_MS: i64 = 30_000;
+
+/// How often a sender renews its lease on a batch it is still sending: a
+/// third of the lease, so two renewals may be late before it runs out.
+pub const LEASE_RENEW_MS: i64 = SEND_LEASE_MS / 3;
 
 /// How long a study's results may stay held before any replica releases
 /// them (their own replica releases them after the quiet period).
@@ -239,6 +244,20 @@ impl PgOutbox {
             tx.commit()?;
             due.sort_by_key(|e| e.id);
             Ok(due)
+        })
+    }
+
+    /// Extends this replica's lease on the rows `ids` it is still sending
+    /// (rows sent, given back or taken by another replica meanwhile are
+    /// left alone); returns how many it renewed.
+    pub(crate) fn renew_leases(&self, ids: &[i64], now_ms: i64) -> Result<usize, OutboxError> {
+        let (ids, owner, until) = (ids.to_vec(), self.owner.clone(), now_ms + SEND_LEASE_MS);
+        self.run(move |c| {
+            Ok(c.execute(
+                "UPDATE pacs_outbox SET lease_until = $3
+                 WHERE id = ANY($1) AND lease_owner = $2 AND state = 'ready'",
+                &[&ids, &owner, &until],
+            )? as usize)
         })
     }
 
@@ -489,5 +508,41 @@ mod tests {
         assert!(again
             .iter()
             .all(|e| e.attempts == 1 && e.last_error.as_deref() == Some("connection refused")));
+    }
+
+    #[test]
+    fn a_lease_renewed_while_sending_keeps_the_batch_and_a_dead_one_runs_out() {
+        let url = ThrowawayPostgres::shared().create_database();
+        let a = Outbox::open_shared(&url, "host-a:/data", RetryPolicy::default()).unwrap();
+        let b = Outbox::open_shared(&url, "host-b:/data", RetryPolicy::default()).unwrap();
+        let objects: Vec<ResultObject> = (0..4).map(|i| object(&format!("1.{i}"))).collect();
+        a.add("S1", &objects, 0).unwrap();
+        a.release_study("S1").unwrap();
+        let batch = a.due(10, 10).unwrap();
+        let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
+        a.mark_sent(&batch[0], 20).unwrap();
+
+        // A slow PACS: A is still sending when its first lease would run
+        // out, and has renewed it; the sent row is not renewed.
+        let renewed_at = 10 + SEND_LEASE_MS - 1;
+        assert_eq!(a.renew_leases(&ids, renewed_at).unwrap(), 3);
+        assert!(
+            b.due(10 + SEND_LEASE_MS + 1, 10).unwrap().is_empty(),
+            "a renewed lease was taken over"
+        );
+        // B may not renew what A holds.
+        assert_eq!(b.renew_leases(&ids, renewed_at).unwrap(), 0);
+
+        // A is killed: no more renewals, and B takes the rest once the
+        // renewed lease has run out.
+        let taken = b.due(renewed_at + SEND_LEASE_MS + 1, 10).unwrap();
+        assert_eq!(uids(&taken), uids(&batch[1..]));
+        // A's late renewal (a replica that stalled past its lease) no
+        // longer touches rows B holds now.
+        assert_eq!(
+            a.renew_leases(&ids, renewed_at + SEND_LEASE_MS + 2)
+                .unwrap(),
+            0
+        );
     }
 }

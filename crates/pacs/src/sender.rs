@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 use super::outbox::{Entry, Outbox};
+use super::outbox_pg::LEASE_RENEW_MS;
 use super::scu::{self, Delivery, StoreScu};
 use cxr_worklist::now_ms;
 
@@ -38,7 +39,11 @@ pub async fn run(
                 tracing::error!(error = %e, "outbox unreadable");
                 Vec::new()
             }
-            Err(_) => return,
+            // A panic in the outbox must not end sending for good.
+            Err(e) => {
+                tracing::error!(error = %e, "outbox read failed");
+                Vec::new()
+            }
         };
         if due.is_empty() {
             let wait = {
@@ -58,7 +63,35 @@ pub async fn run(
             }
             continue;
         }
+        // The shared outbox leased the batch to this replica for a short
+        // while: renewed as long as it is being sent, so a PACS slower
+        // than the lease is not sent the same object twice, and a replica
+        // killed mid-batch strands nothing for long.
+        let renewer = outbox.is_shared().then(|| {
+            tokio::spawn(renew_leases(
+                Arc::clone(&outbox),
+                due.iter().map(|e| e.id).collect(),
+            ))
+        });
         send_batch(&outbox, &scu, due, &mut stop).await;
+        if let Some(renewer) = renewer {
+            renewer.abort();
+        }
+    }
+}
+
+/// Renews this replica's lease on the batch `ids` every
+/// [`LEASE_RENEW_MS`] until aborted (when the batch is done).
+async fn renew_leases(outbox: Arc<Outbox>, ids: Vec<i64>) {
+    let ids = Arc::new(ids);
+    loop {
+        tokio::time::sleep(Duration::from_millis(LEASE_RENEW_MS as u64)).await;
+        let (outbox, ids) = (Arc::clone(&outbox), Arc::clone(&ids));
+        match tokio::task::spawn_blocking(move || outbox.renew_leases(&ids, now_ms())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "outbox leases not renewed"),
+            Err(_) => return,
+        }
     }
 }
 

@@ -93,6 +93,32 @@ pub fn run_sql(url: &str, sql: &str) -> Result<(), String> {
     .map_err(|_| "panicked".to_string())?
 }
 
+/// Runs the query `sql` against `url` on a thread of its own and returns
+/// its rows as text, columns joined by ` | ` (for a failing test to show
+/// what the database held).
+pub fn query_text(url: &str, sql: &str) -> Result<Vec<String>, String> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let mut client =
+            postgres::Client::connect(&url, postgres::NoTls).map_err(|e| e.to_string())?;
+        let rows = client.simple_query(&sql).map_err(|e| e.to_string())?;
+        Ok(rows
+            .iter()
+            .filter_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(r) => Some(
+                    (0..r.len())
+                        .map(|i| r.get(i).unwrap_or("NULL"))
+                        .collect::<Vec<_>>()
+                        .join(" | "),
+                ),
+                _ => None,
+            })
+            .collect())
+    })
+    .join()
+    .map_err(|_| "panicked".to_string())?
+}
+
 fn bin_dir() -> Result<PathBuf, String> {
     if let Some(dir) = std::env::var_os("CXR_PG_BIN") {
         return Ok(PathBuf::from(dir));
