@@ -24,6 +24,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::config::RetryPolicy;
 use super::derived::ResultObject;
+use super::outbox_pg::Clock;
 use super::spool::sync_dir;
 
 const MIGRATIONS: &[&str] = &["CREATE TABLE outbox (
@@ -189,9 +190,32 @@ impl Outbox {
     /// Opens (creating its table) the outbox in the PostgreSQL database at
     /// `url`, shared with every replica using it; `owner` names this
     /// replica across restarts (host name and state directory).
+    /// It times rows by the database server's clock, so that replicas
+    /// agree on leases and backoffs: the `now_ms` arguments of its methods
+    /// are the caller's clock, used by the local outbox only.
     pub fn open_shared(url: &str, owner: &str, retry: RetryPolicy) -> Result<Outbox, OutboxError> {
+        Outbox::shared(url, owner, retry, Clock::Database)
+    }
+
+    /// The shared outbox timed by the callers' `now_ms`, for tests that
+    /// step through hours.
+    #[cfg(test)]
+    pub(crate) fn open_shared_on_caller_clock(
+        url: &str,
+        owner: &str,
+        retry: RetryPolicy,
+    ) -> Result<Outbox, OutboxError> {
+        Outbox::shared(url, owner, retry, Clock::Caller)
+    }
+
+    fn shared(
+        url: &str,
+        owner: &str,
+        retry: RetryPolicy,
+        clock: Clock,
+    ) -> Result<Outbox, OutboxError> {
         Ok(Outbox {
-            backend: Backend::Shared(super::outbox_pg::PgOutbox::open(url, owner, retry)?),
+            backend: Backend::Shared(super::outbox_pg::PgOutbox::open(url, owner, retry, clock)?),
         })
     }
 

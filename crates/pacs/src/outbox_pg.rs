@@ -13,11 +13,16 @@
 //! period, or by any replica once [`HOLD_LEASE_MS`] has passed, so a
 //! replica that dies holding a study does not strand its results.
 //!
+//! Rows are timed by the database's clock, not each replica's: replicas on
+//! different hosts agree on when a lease or a backoff runs out however far
+//! apart their own clocks are (a replica whose clock ran ahead would
+//! otherwise take over rows another is still sending).
+//!
 //! The synchronous PostgreSQL client must not run on an async runtime's
 //! threads (it blocks on a runtime of its own), and the outbox is called
 //! from both: every statement runs on one thread of the outbox's own.
 
-use postgres::Client;
+use postgres::{Client, GenericClient};
 
 use super::config::RetryPolicy;
 use super::derived::ResultObject;
@@ -59,12 +64,39 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE pacs_outbox (
 const SELECT: &str = "SELECT id, sop_instance_uid, sop_class_uid, kind, study_uid, state,
     attempts, last_error, created_ms, sent_ms, data FROM pacs_outbox";
 
+/// Whose clock times the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Clock {
+    /// The database server's: every replica agrees (the service).
+    Database,
+    /// The callers' `now_ms` (tests that step through hours).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Caller,
+}
+
+impl Clock {
+    /// Now, in milliseconds since the epoch, by this clock; `caller` is
+    /// the caller's own idea of it.
+    fn now(self, c: &mut impl GenericClient, caller: i64) -> Result<i64, postgres::Error> {
+        match self {
+            Clock::Caller => Ok(caller),
+            Clock::Database => Ok(c
+                .query_one(
+                    "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT",
+                    &[],
+                )?
+                .get(0)),
+        }
+    }
+}
+
 /// The shared outbox.
 pub(crate) struct PgOutbox {
     db: cxr_worklist::PgThread<()>,
     /// This process, as a lease owner.
     owner: String,
     retry: RetryPolicy,
+    clock: Clock,
 }
 
 /// PostgreSQL text cannot hold NUL.
@@ -94,15 +126,18 @@ impl PgOutbox {
     /// the outbox table. `owner` names this replica across its restarts
     /// (its host name and state directory): what it held before a restart
     /// it holds again, and rows it had leased it may take again at once.
+    /// Rows are timed by `clock`.
     pub(crate) fn open(
         url: &str,
         owner: &str,
         retry: RetryPolicy,
+        clock: Clock,
     ) -> Result<PgOutbox, OutboxError> {
         let outbox = PgOutbox {
             db: cxr_worklist::PgThread::spawn("cxr-outbox-pg", url).map_err(OutboxError::Shared)?,
             owner: text(owner),
             retry,
+            clock,
         };
         outbox.run(|c| {
             let mut tx = c.transaction()?;
@@ -152,9 +187,11 @@ impl PgOutbox {
                 )
             })
             .collect();
-        let (owner, hold_until) = (self.owner.clone(), now_ms + HOLD_LEASE_MS);
+        let (owner, clock) = (self.owner.clone(), self.clock);
         self.run(move |c| {
             let mut tx = c.transaction()?;
+            let now_ms = clock.now(&mut tx, now_ms)?;
+            let hold_until = now_ms + HOLD_LEASE_MS;
             let mut added = 0;
             for (sop, class, kind, data) in &rows {
                 added += tx.execute(
@@ -205,11 +242,12 @@ impl PgOutbox {
     /// leased to this one; gives up those past the retry window and
     /// releases holds whose lease ran out first.
     pub(crate) fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Entry>, OutboxError> {
-        let give_up_before = now_ms - (self.retry.give_up_after_h as i64) * 3_600_000;
-        let (owner, lease_until, limit) =
-            (self.owner.clone(), now_ms + SEND_LEASE_MS, limit as i64);
+        let give_up_after_ms = (self.retry.give_up_after_h as i64) * 3_600_000;
+        let (owner, clock, limit) = (self.owner.clone(), self.clock, limit as i64);
         self.run(move |c| {
             let mut tx = c.transaction()?;
+            let now_ms = clock.now(&mut tx, now_ms)?;
+            let (give_up_before, lease_until) = (now_ms - give_up_after_ms, now_ms + SEND_LEASE_MS);
             tx.execute(
                 "UPDATE pacs_outbox SET state = 'failed', data = NULL
                  WHERE state = 'ready' AND attempts > 0 AND created_ms < $1
@@ -251,8 +289,9 @@ impl PgOutbox {
     /// (rows sent, given back or taken by another replica meanwhile are
     /// left alone); returns how many it renewed.
     pub(crate) fn renew_leases(&self, ids: &[i64], now_ms: i64) -> Result<usize, OutboxError> {
-        let (ids, owner, until) = (ids.to_vec(), self.owner.clone(), now_ms + SEND_LEASE_MS);
+        let (ids, owner, clock) = (ids.to_vec(), self.owner.clone(), self.clock);
         self.run(move |c| {
+            let until = clock.now(c, now_ms)? + SEND_LEASE_MS;
             Ok(c.execute(
                 "UPDATE pacs_outbox SET lease_until = $3
                  WHERE id = ANY($1) AND lease_owner = $2 AND state = 'ready'",
@@ -262,7 +301,9 @@ impl PgOutbox {
     }
 
     pub(crate) fn next_due_in(&self, now_ms: i64) -> Result<Option<i64>, OutboxError> {
+        let clock = self.clock;
         self.run(move |c| {
+            let now_ms = clock.now(c, now_ms)?;
             let next: Option<i64> = c
                 .query_one(
                     "SELECT MIN(GREATEST(next_attempt_ms, lease_until))::BIGINT FROM pacs_outbox
@@ -275,8 +316,9 @@ impl PgOutbox {
     }
 
     pub(crate) fn mark_sent(&self, entry: &Entry, now_ms: i64) -> Result<(), OutboxError> {
-        let id = entry.id;
+        let (id, clock) = (entry.id, self.clock);
         self.run(move |c| {
+            let now_ms = clock.now(c, now_ms)?;
             c.execute(
                 "UPDATE pacs_outbox SET state = 'sent', sent_ms = $2, last_error = NULL,
                     data = NULL, lease_owner = NULL, lease_until = 0
@@ -294,9 +336,10 @@ impl PgOutbox {
         now_ms: i64,
     ) -> Result<(), OutboxError> {
         let attempts = entry.attempts + 1;
-        let next = now_ms + self.retry.backoff_ms(attempts);
-        let (id, error, attempts) = (entry.id, text(error), attempts as i32);
+        let backoff = self.retry.backoff_ms(attempts);
+        let (id, error, attempts, clock) = (entry.id, text(error), attempts as i32, self.clock);
         self.run(move |c| {
+            let next = clock.now(c, now_ms)? + backoff;
             c.execute(
                 "UPDATE pacs_outbox SET attempts = $2, next_attempt_ms = $3, last_error = $4,
                     lease_owner = NULL, lease_until = 0
@@ -317,22 +360,20 @@ impl PgOutbox {
             .iter()
             .map(|e| {
                 let attempts = e.attempts + 1;
-                (
-                    e.id,
-                    attempts as i32,
-                    now_ms + self.retry.backoff_ms(attempts),
-                )
+                (e.id, attempts as i32, self.retry.backoff_ms(attempts))
             })
             .collect();
-        let error = text(error);
+        let (error, clock) = (text(error), self.clock);
         self.run(move |c| {
             let mut tx = c.transaction()?;
-            for (id, attempts, next) in &rows {
+            let now_ms = clock.now(&mut tx, now_ms)?;
+            for (id, attempts, backoff) in &rows {
+                let next = now_ms + backoff;
                 tx.execute(
                     "UPDATE pacs_outbox SET attempts = $2, next_attempt_ms = $3, last_error = $4,
                         lease_owner = NULL, lease_until = 0
                      WHERE id = $1 AND state = 'ready'",
-                    &[id, attempts, next, &error],
+                    &[id, attempts, &next, &error],
                 )?;
             }
             tx.commit()
@@ -394,8 +435,10 @@ mod tests {
     #[test]
     fn replicas_share_the_outbox_and_never_take_the_same_row_at_once() {
         let url = ThrowawayPostgres::shared().create_database();
-        let a = Outbox::open_shared(&url, "host-a:/data", RetryPolicy::default()).unwrap();
-        let b = Outbox::open_shared(&url, "host-b:/data", RetryPolicy::default()).unwrap();
+        let a = Outbox::open_shared_on_caller_clock(&url, "host-a:/data", RetryPolicy::default())
+            .unwrap();
+        let b = Outbox::open_shared_on_caller_clock(&url, "host-b:/data", RetryPolicy::default())
+            .unwrap();
         assert!(a.is_shared());
 
         // A holds study S1; B sees nothing due until A releases it.
@@ -448,7 +491,8 @@ mod tests {
     #[test]
     fn a_restarted_replica_takes_back_its_rows_and_a_dead_one_strands_nothing() {
         let url = ThrowawayPostgres::shared().create_database();
-        let a = Outbox::open_shared(&url, "host-a:/data", RetryPolicy::default()).unwrap();
+        let a = Outbox::open_shared_on_caller_clock(&url, "host-a:/data", RetryPolicy::default())
+            .unwrap();
         a.add("S1", &[object("1.1")], 0).unwrap();
         a.release_study("S1").unwrap();
         a.add("S2", &[object("2.1")], 0).unwrap();
@@ -457,14 +501,16 @@ mod tests {
 
         // The same replica started again holds S2 again and may resend 1.1
         // at once (it knows it is not sending it any more).
-        let a = Outbox::open_shared(&url, "host-a:/data", RetryPolicy::default()).unwrap();
+        let a = Outbox::open_shared_on_caller_clock(&url, "host-a:/data", RetryPolicy::default())
+            .unwrap();
         assert_eq!(a.held_studies().unwrap(), ["S2"]);
         let retaken = a.due(20, 10).unwrap();
         assert_eq!(uids(&retaken), BTreeSet::from(["1.1".to_string()]));
         a.mark_sent(&retaken[0], 25).unwrap();
 
         // Another replica releases S2 only once the hold lease has run out.
-        let b = Outbox::open_shared(&url, "host-b:/data", RetryPolicy::default()).unwrap();
+        let b = Outbox::open_shared_on_caller_clock(&url, "host-b:/data", RetryPolicy::default())
+            .unwrap();
         assert!(b.due(30, 10).unwrap().is_empty());
         let due = b.due(HOLD_LEASE_MS + 1, 10).unwrap();
         assert_eq!(uids(&due), BTreeSet::from(["2.1".to_string()]));
@@ -490,8 +536,10 @@ mod tests {
     #[test]
     fn a_batch_that_found_no_destination_is_given_back_at_once() {
         let url = ThrowawayPostgres::shared().create_database();
-        let a = Outbox::open_shared(&url, "host-a:/data", RetryPolicy::default()).unwrap();
-        let b = Outbox::open_shared(&url, "host-b:/data", RetryPolicy::default()).unwrap();
+        let a = Outbox::open_shared_on_caller_clock(&url, "host-a:/data", RetryPolicy::default())
+            .unwrap();
+        let b = Outbox::open_shared_on_caller_clock(&url, "host-b:/data", RetryPolicy::default())
+            .unwrap();
         a.add("S1", &[object("1.1"), object("1.2"), object("1.3")], 0)
             .unwrap();
         a.release_study("S1").unwrap();
@@ -513,8 +561,10 @@ mod tests {
     #[test]
     fn a_lease_renewed_while_sending_keeps_the_batch_and_a_dead_one_runs_out() {
         let url = ThrowawayPostgres::shared().create_database();
-        let a = Outbox::open_shared(&url, "host-a:/data", RetryPolicy::default()).unwrap();
-        let b = Outbox::open_shared(&url, "host-b:/data", RetryPolicy::default()).unwrap();
+        let a = Outbox::open_shared_on_caller_clock(&url, "host-a:/data", RetryPolicy::default())
+            .unwrap();
+        let b = Outbox::open_shared_on_caller_clock(&url, "host-b:/data", RetryPolicy::default())
+            .unwrap();
         let objects: Vec<ResultObject> = (0..4).map(|i| object(&format!("1.{i}"))).collect();
         a.add("S1", &objects, 0).unwrap();
         a.release_study("S1").unwrap();
@@ -544,5 +594,37 @@ mod tests {
                 .unwrap(),
             0
         );
+    }
+
+    #[test]
+    fn leases_and_backoffs_run_on_the_database_clock() {
+        let url = ThrowawayPostgres::shared().create_database();
+        let a = Outbox::open_shared(&url, "host-a:/data", RetryPolicy::default()).unwrap();
+        let b = Outbox::open_shared(&url, "host-b:/data", RetryPolicy::default()).unwrap();
+        let local = cxr_worklist::now_ms();
+        let hour = 3_600_000;
+        a.add("S1", &[object("1.1"), object("1.2")], local).unwrap();
+        a.release_study("S1").unwrap();
+        let taken = a.due(local, 10).unwrap();
+        assert_eq!(taken.len(), 2);
+
+        // B's clock runs an hour ahead: A's lease has not run out for it.
+        assert!(b.due(local + hour, 10).unwrap().is_empty());
+        assert_eq!(b.renew_leases(&[taken[0].id], local + hour).unwrap(), 0);
+        let rows = a.entries().unwrap();
+        assert!(
+            rows.iter().all(|e| (e.created_ms - local).abs() < 60_000),
+            "created by the database clock"
+        );
+
+        // A's clock runs an hour behind: the backoff after a failure is
+        // still the policy's 5 s, for B as for A.
+        a.mark_failed(&taken[0], "refused", local - hour).unwrap();
+        a.mark_sent(&taken[1], local - hour).unwrap();
+        let wait = b.next_due_in(local + hour).unwrap().unwrap();
+        assert!(wait > 3_000 && wait <= 5_000, "{wait}");
+        assert!(b.due(local + hour, 10).unwrap().is_empty(), "backing off");
+        let sent = a.entries().unwrap()[1].sent_ms.unwrap();
+        assert!((sent - local).abs() < 60_000, "sent at {sent}, now {local}");
     }
 }
