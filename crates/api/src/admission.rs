@@ -351,13 +351,14 @@ impl<S: TriageService> tower_service::Service<http::Request<Body>> for Admitted<
                 None => {
                     metrics::counter!("cxr_requests_refused_total", "reason" => "peer_limit")
                         .increment(1);
-                    let mut status = tonic::Status::resource_exhausted(format!(
-                        "this address already has {} analyses in flight; retry later",
-                        self.per_peer.limit
-                    ));
-                    // One of this address's own analyses ends soonest.
-                    let wait = self.pipeline.retry_after_ms(self.per_peer.limit);
-                    status.metadata_mut().insert("retry-after-ms", wait.into());
+                    let status = super::status_of(cxr_pipeline::PipelineError::Overloaded {
+                        reason: format!(
+                            "this address already has {} analyses in flight",
+                            self.per_peer.limit
+                        ),
+                        // One of this address's own analyses ends soonest.
+                        retry_after_ms: self.pipeline.retry_after_ms(self.per_peer.limit),
+                    });
                     return Box::pin(async move { refused(status) });
                 }
             },

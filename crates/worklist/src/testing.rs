@@ -83,19 +83,12 @@ impl ThrowawayPostgres {
 /// Runs `sql` against `url` on a thread of its own (the synchronous client
 /// must not run inside an async runtime).
 pub fn run_sql(url: &str, sql: &str) -> Result<(), String> {
-    let (url, sql) = (url.to_string(), sql.to_string());
-    std::thread::spawn(move || {
-        let mut client =
-            postgres::Client::connect(&url, postgres::NoTls).map_err(|e| e.to_string())?;
-        client.batch_execute(&sql).map_err(|e| e.to_string())
-    })
-    .join()
-    .map_err(|_| "panicked".to_string())?
+    query_text(url, sql).map(|_| ())
 }
 
-/// Runs the query `sql` against `url` on a thread of its own and returns
-/// its rows as text, columns joined by ` | ` (for a failing test to show
-/// what the database held).
+/// Runs `sql` (one statement or several) against `url` on a thread of its
+/// own and returns the rows it yields as text, columns joined by ` | `
+/// (for a failing test to show what the database held).
 pub fn query_text(url: &str, sql: &str) -> Result<Vec<String>, String> {
     let (url, sql) = (url.to_string(), sql.to_string());
     std::thread::spawn(move || {
